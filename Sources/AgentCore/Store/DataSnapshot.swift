@@ -1,0 +1,62 @@
+/// Everything the agent serves, as one immutable value. Readers take the current snapshot and never see a change
+/// half-applied; the store replaces it copy-on-write.
+public struct DataSnapshot: Sendable {
+    public let environments: [String: EnvironmentSnapshot]
+    /// Secret text → its record, across environments.
+    public let secretIndex: [String: SecretRecord]
+    /// False until the first data set arrives (then SDKs get data instead of 1011).
+    public let isInitialised: Bool
+    /// Sequence number of the last applied change (0 before any).
+    public let sequence: UInt64
+
+    public static let empty = DataSnapshot(environments: [:], isInitialised: false, sequence: 0)
+
+    public init(environments: [String: EnvironmentSnapshot], isInitialised: Bool, sequence: UInt64) {
+        self.environments = environments
+        var index: [String: SecretRecord] = [:]
+        for env in environments.values {
+            for secret in env.secrets { index[secret.value] = secret }
+        }
+        self.secretIndex = index
+        self.isInitialised = isInitialised
+        self.sequence = sequence
+    }
+
+    /// Max `updatedAt` over everything held (the agent's `dataVersion`).
+    public var version: Int64 {
+        environments.values.reduce(0) { max($0, $1.version) }
+    }
+
+    /// Environment ids in a stable order.
+    public var sortedEnvIds: [String] { environments.keys.sorted() }
+
+    /// Comma-joined `projectKey:envKey` of every environment that has secrets (status `serves`).
+    public var serves: String {
+        environments.values
+            .compactMap(\.servesLabel)
+            .sorted()
+            .joined(separator: ",")
+    }
+
+    /// The backup/bootstrap body: one item per environment that has secrets (spec §6.5).
+    public func backupJSON() -> [UInt8] {
+        var out: [UInt8] = Array(#"{"eventType":"rp_full","items":["#.utf8)
+        var first = true
+        for envId in sortedEnvIds {
+            guard let env = environments[envId], !env.secrets.isEmpty else { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(contentsOf: #"{"envId":"#.utf8)
+            JSONWriter.writeString(envId, into: &out)
+            out.append(contentsOf: #","secrets":"#.utf8)
+            JSONWriter.write(.array(env.secrets.map(\.json)), into: &out)
+            out.append(contentsOf: #","featureFlags":"#.utf8)
+            SDKPayload.writeItems(env.sortedFlags, into: &out)
+            out.append(contentsOf: #","segments":"#.utf8)
+            SDKPayload.writeItems(env.sortedSegments, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "]}".utf8)
+        return out
+    }
+}

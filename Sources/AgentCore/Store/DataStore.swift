@@ -1,0 +1,174 @@
+import Synchronization
+
+/// The single writer of the agent's data (architecture: "the one writer").
+///
+/// Every source turns its input into a `Change`; `apply` validates nothing more (parsing did), merges it with the
+/// timestamp rule, assigns the next sequence number, makes it durable through the journal, publishes the new snapshot,
+/// and only then tells the change feed's subscribers. Readers call `snapshot` without waiting for the writer.
+public final class DataStore: Sendable {
+    private struct WriterState {
+        var subscribers: [Int: @Sendable (AppliedChange) -> Void] = [:]
+        var nextSubscriberId = 0
+    }
+
+    private let current: Mutex<DataSnapshot>
+    /// Serialises writers; held across the whole apply (merge, journal, publish, notify) so the feed is ordered.
+    private let writer = Mutex(WriterState())
+    private let journal: (any ChangeJournal)?
+
+    public init(initial: DataSnapshot = .empty, journal: (any ChangeJournal)? = nil) {
+        self.current = Mutex(initial)
+        self.journal = journal
+    }
+
+    /// The current snapshot; cheap (copies a few references).
+    public var snapshot: DataSnapshot {
+        current.withLock { $0 }
+    }
+
+    /// Registers a change-feed subscriber; returns a token for `unsubscribe`. Subscribers run on the writer's thread
+    /// and must only hand the change on (enqueue), never block.
+    @discardableResult
+    public func subscribe(_ handler: @escaping @Sendable (AppliedChange) -> Void) -> Int {
+        writer.withLock { state in
+            let id = state.nextSubscriberId
+            state.nextSubscriberId += 1
+            state.subscribers[id] = handler
+            return id
+        }
+    }
+
+    public func unsubscribe(_ token: Int) {
+        _ = writer.withLock { $0.subscribers.removeValue(forKey: token) }
+    }
+
+    /// Applies a change. Returns what changed, or `nil` when nothing did (e.g. a duplicate push), in which case no
+    /// sequence number is used and nobody is notified.
+    @discardableResult
+    public func apply(_ change: Change) -> AppliedChange? {
+        writer.withLock { state in
+            let before = current.withLock { $0 }
+            guard let applied = Self.merge(change, into: before) else { return nil }
+            journal?.persist(applied)
+            current.withLock { $0 = applied.snapshot }
+            for subscriber in state.subscribers.values { subscriber(applied) }
+            return applied
+        }
+    }
+
+    /// Pure merge: the applied change, or `nil` if the change alters nothing.
+    static func merge(_ change: Change, into before: DataSnapshot) -> AppliedChange? {
+        switch change {
+        case .replace(let environments):
+            return replace(with: environments, before: before)
+        case .upsert(let environments):
+            return upsert(environments, before: before)
+        }
+    }
+
+    private static func replace(with environments: [EnvironmentData], before: DataSnapshot) -> AppliedChange? {
+        // Entities are indexed by their own envId (spec §3.5); secrets by the item they came with.
+        var secrets: [String: [SecretRecord]] = [:]
+        var flags: [String: [String: DataItem]] = [:]
+        var segments: [String: [String: DataItem]] = [:]
+        var envIds: Set<String> = []
+        for env in environments {
+            envIds.insert(env.envId)
+            if let s = env.secrets { secrets[env.envId, default: []].append(contentsOf: s) }
+            for item in env.flags { keepNewest(item, in: &flags[item.envId, default: [:]]); envIds.insert(item.envId) }
+            for item in env.segments { keepNewest(item, in: &segments[item.envId, default: [:]]); envIds.insert(item.envId) }
+        }
+        var newEnvironments: [String: EnvironmentSnapshot] = [:]
+        var deltas: [EnvironmentDelta] = []
+        for envId in envIds.sorted() {
+            let newFlags = flags[envId] ?? [:]
+            let newSegments = segments[envId] ?? [:]
+            let newSecrets = dedupSecrets(secrets[envId] ?? [])
+            let old = before.environments[envId]
+            if let old, old.secrets == newSecrets, sameItems(old.flags, newFlags), sameItems(old.segments, newSegments) {
+                newEnvironments[envId] = old
+                continue
+            }
+            let snapshot = EnvironmentSnapshot(envId: envId, secrets: newSecrets, flags: newFlags, segments: newSegments)
+            newEnvironments[envId] = snapshot
+            let changedFlags = snapshot.sortedFlags.filter { item in !(old?.flags[item.id]?.isDuplicate(of: item) ?? false) }
+            let changedSegments = snapshot.sortedSegments.filter { item in
+                !(old?.segments[item.id]?.isDuplicate(of: item) ?? false)
+            }
+            let removedSomething = old.map { old in
+                old.flags.keys.contains { newFlags[$0] == nil } || old.segments.keys.contains { newSegments[$0] == nil }
+            } ?? false
+            deltas.append(EnvironmentDelta(envId: envId, flags: changedFlags, segments: changedSegments,
+                                           needsFull: removedSomething))
+        }
+        let removed = before.environments.keys.filter { !envIds.contains($0) }.sorted()
+        if deltas.isEmpty, removed.isEmpty, before.isInitialised { return nil }
+        let sequence = before.sequence + 1
+        let snapshot = DataSnapshot(environments: newEnvironments, isInitialised: true, sequence: sequence)
+        return AppliedChange(sequence: sequence, kind: .replace, deltas: deltas, removedEnvIds: removed, snapshot: snapshot)
+    }
+
+    private static func upsert(_ environments: [EnvironmentData], before: DataSnapshot) -> AppliedChange? {
+        var changedFlags: [String: [String: DataItem]] = [:]
+        var changedSegments: [String: [String: DataItem]] = [:]
+        for env in environments {
+            for item in env.flags {
+                let stored = changedFlags[item.envId]?[item.id] ?? before.environments[item.envId]?.flags[item.id]
+                if Self.shouldReplace(stored: stored, with: item) { changedFlags[item.envId, default: [:]][item.id] = item }
+            }
+            for item in env.segments {
+                let stored = changedSegments[item.envId]?[item.id] ?? before.environments[item.envId]?.segments[item.id]
+                if Self.shouldReplace(stored: stored, with: item) {
+                    changedSegments[item.envId, default: [:]][item.id] = item
+                }
+            }
+        }
+        let touched = Set(changedFlags.keys).union(changedSegments.keys)
+        guard !touched.isEmpty else { return nil }
+        var newEnvironments = before.environments
+        var deltas: [EnvironmentDelta] = []
+        let ascending: (DataItem, DataItem) -> Bool = { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
+        for envId in touched.sorted() {
+            let old = before.environments[envId]
+            var flags = old?.flags ?? [:]
+            var segments = old?.segments ?? [:]
+            let f = changedFlags[envId] ?? [:]
+            let s = changedSegments[envId] ?? [:]
+            flags.merge(f) { $1 }
+            segments.merge(s) { $1 }
+            newEnvironments[envId] = EnvironmentSnapshot(envId: envId, secrets: old?.secrets ?? [], flags: flags,
+                                                         segments: segments)
+            deltas.append(EnvironmentDelta(envId: envId, flags: f.values.sorted(by: ascending),
+                                           segments: s.values.sorted(by: ascending), needsFull: false))
+        }
+        let sequence = before.sequence + 1
+        let snapshot = DataSnapshot(environments: newEnvironments, isInitialised: before.isInitialised, sequence: sequence)
+        return AppliedChange(sequence: sequence, kind: .upsert, deltas: deltas, removedEnvIds: [], snapshot: snapshot)
+    }
+
+    /// The upsert rule of spec §3.5: insert if absent; replace if stored `updatedAt` ≤ incoming; but an identical
+    /// item (same version, same bytes) is a duplicate and changes nothing.
+    static func shouldReplace(stored: DataItem?, with incoming: DataItem) -> Bool {
+        guard let stored else { return true }
+        if stored.isDuplicate(of: incoming) { return false }
+        return stored.updatedAt <= incoming.updatedAt
+    }
+
+    private static func keepNewest(_ item: DataItem, in items: inout [String: DataItem]) {
+        if let existing = items[item.id], existing.updatedAt > item.updatedAt { return }
+        items[item.id] = item
+    }
+
+    private static func dedupSecrets(_ secrets: [SecretRecord]) -> [SecretRecord] {
+        var seen: Set<String> = []
+        return secrets.filter { seen.insert($0.value).inserted }
+    }
+
+    private static func sameItems(_ a: [String: DataItem], _ b: [String: DataItem]) -> Bool {
+        guard a.count == b.count else { return false }
+        for (id, item) in a {
+            guard let other = b[id], other.isDuplicate(of: item) else { return false }
+        }
+        return true
+    }
+}

@@ -1,0 +1,37 @@
+/// The immutable state of one environment: secrets, flags and segments by id, its version, and its server-SDK
+/// `full` payload serialised once (every server SDK asking for a full sync gets the same bytes).
+public struct EnvironmentSnapshot: Sendable {
+    public let envId: String
+    public let secrets: [SecretRecord]
+    public let flags: [String: DataItem]
+    public let segments: [String: DataItem]
+    /// Flags in ascending `updatedAt` order (ties by id), the order pushes and payloads use (spec §3.7).
+    public let sortedFlags: [DataItem]
+    public let sortedSegments: [DataItem]
+    /// Max `updatedAt` over flags and segments; 0 for an environment without entities.
+    public let version: Int64
+    /// `{"messageType":"data-sync","data":{"eventType":"full",…}}` for server SDKs.
+    public let serverFullMessage: [UInt8]
+
+    public init(envId: String, secrets: [SecretRecord], flags: [String: DataItem], segments: [String: DataItem]) {
+        self.envId = envId
+        self.secrets = secrets
+        self.flags = flags
+        self.segments = segments
+        let ascending: (DataItem, DataItem) -> Bool = { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
+        self.sortedFlags = flags.values.sorted(by: ascending)
+        self.sortedSegments = segments.values.sorted(by: ascending)
+        self.version = max(sortedFlags.last?.updatedAt ?? 0, sortedSegments.last?.updatedAt ?? 0)
+        self.serverFullMessage = SDKPayload.serverDataSync(eventType: .full, flags: sortedFlags, segments: sortedSegments)
+    }
+
+    /// Flags and segments strictly newer than `timestamp` (the patch filter of spec §2.4.1).
+    public func items(after timestamp: Int64) -> (flags: [DataItem], segments: [DataItem]) {
+        (sortedFlags.filter { $0.updatedAt > timestamp }, sortedSegments.filter { $0.updatedAt > timestamp })
+    }
+
+    /// `projectKey:envKey` of the first secret, as the status `serves` field lists it.
+    public var servesLabel: String? {
+        secrets.first.map { "\($0.projectKey):\($0.envKey)" }
+    }
+}
