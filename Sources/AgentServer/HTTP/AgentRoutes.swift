@@ -1,0 +1,214 @@
+import AgentCore
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+
+/// Receives SDK usage events posted to `/api/public/insight/track` (forwarding, anonymising or keeping them is the
+/// insights pipeline's job). Must never block the request on the upstream.
+public protocol InsightSink: Sendable {
+    func accept(body: [UInt8], authorization: String)
+}
+
+/// The HTTP API (spec §6): SDK endpoints, the admin API under `/api/public/proxy/` and its `/api/proxy/` alias,
+/// health, metrics, with CORS open to any origin as the official agent.
+public struct AgentRoutes: Sendable {
+    public struct Settings: Sendable {
+        public var apiKey: String?
+        public var forwardEvents: Bool = true
+        /// Largest accepted request body (bootstrap data sets can be large).
+        public var maxBodyBytes: Int = 64 * 1024 * 1024
+        public init(apiKey: String?) { self.apiKey = apiKey }
+    }
+
+    let hub: StreamingHub
+    let status: AgentStatusBoard
+    let settings: Settings
+    let insights: (any InsightSink)?
+    let metrics: PrometheusCollectorRegistry?
+    let clock: @Sendable () -> Int64
+    let logger: Logger
+
+    public init(hub: StreamingHub, status: AgentStatusBoard, settings: Settings, insights: (any InsightSink)?,
+                metrics: PrometheusCollectorRegistry?, logger: Logger,
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+        self.hub = hub
+        self.status = status
+        self.settings = settings
+        self.insights = insights
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+    }
+
+    var store: DataStore { hub.store }
+
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self, options: .caseInsensitive)
+        router.add(middleware: CORSMiddleware(
+            allowOrigin: .all,
+            allowHeaders: [.accept, .authorization, .contentType, .origin, .userAgent],
+            allowMethods: [.get, .post, .put, .delete, .head, .options, .patch]
+        ))
+        router.get("/health/liveness") { _, _ in Self.text("Healthy") }
+        router.get("/health/readiness") { _, _ in
+            let readiness = status.readiness(hasData: store.snapshot.isInitialised)
+            return Self.text(readiness.rawValue, status: .init(code: readiness.httpStatus))
+        }
+        router.get("/api/public/sdk/server/latest-all") { request, _ in serverLatestAll(request) }
+        router.post("/api/public/sdk/client/latest-all") { request, context in
+            try await clientLatestAll(request, context: context)
+        }
+        router.post("/api/public/insight/track") { request, context in
+            try await trackInsights(request, context: context)
+        }
+        for prefix in ["/api/public/proxy", "/api/proxy"] {
+            router.get("\(prefix)/status") { request, _ in adminStatus(request) }
+            router.get("\(prefix)/backup") { request, _ in adminBackup(request) }
+            router.post("\(prefix)/bootstrap") { request, context in try await adminBootstrap(request, context: context) }
+        }
+        router.get("/metrics") { _, _ in
+            var buffer: [UInt8] = []
+            metrics?.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        return router
+    }
+
+    // MARK: - SDK endpoints
+
+    private func serverLatestAll(_ request: Request) -> Response {
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
+        guard let timestamp = Self.timestamp(request) else { return Self.text("invalid timestamp", status: .badRequest) }
+        let env = store.snapshot.environments[envId.featbitString]
+        if timestamp > 0, env.map({ $0.items(after: timestamp) }).map({ $0.flags.isEmpty && $0.segments.isEmpty }) ?? true {
+            return Self.empty(.ok)
+        }
+        return Self.json(SDKPayload.serverReply(to: timestamp, in: env))
+    }
+
+    private func clientLatestAll(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
+        guard let timestamp = Self.timestamp(request) else { return Self.text("invalid timestamp", status: .badRequest) }
+        guard let builder = hub.clientBuilder else { return Self.text("client SDKs are not supported", status: .notImplemented) }
+        let body = try await request.body.collect(upTo: 1024 * 1024)
+        guard let user = try? JSONValue.parse(body.readableBytesView) else {
+            return Self.text("request body is not JSON", status: .badRequest)
+        }
+        let env = store.snapshot.environments[envId.featbitString]
+        guard let reply = builder.reply(to: timestamp, user: user, in: env) else {
+            return Self.text("invalid end user", status: .badRequest)
+        }
+        if timestamp > 0, Self.isEmptyClientPatch(reply) { return Self.empty(.ok) }
+        return Self.json(reply)
+    }
+
+    static func isEmptyClientPatch(_ reply: [UInt8]) -> Bool {
+        guard let json = try? JSONValue.parse(reply) else { return false }
+        return json["data"]?["featureFlags"]?.arrayValue?.isEmpty ?? false
+    }
+
+    private func trackInsights(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard settings.forwardEvents else { return Self.empty(.ok) }
+        guard let authorization = request.headers[.authorization], SecretCodec.envId(fromSecret: authorization) != nil else {
+            return Self.empty(.unauthorized)
+        }
+        let body = try await request.body.collect(upTo: 4 * 1024 * 1024)
+        insights?.accept(body: Array(body.readableBytesView), authorization: authorization)
+        return Self.empty(.ok)
+    }
+
+    // MARK: - Admin endpoints
+
+    private func isAdmin(_ request: Request) -> Bool {
+        guard let apiKey = settings.apiKey, !apiKey.isEmpty else { return false }
+        return request.headers[.authorization] == apiKey
+    }
+
+    private func adminStatus(_ request: Request) -> Response {
+        guard isAdmin(request) else { return Self.empty(.unauthorized) }
+        let snapshot = store.snapshot
+        let values = status.values
+        let counts = hub.connectionCounts
+        var body: [String: JSONValue] = [
+            "serves": .string(snapshot.serves),
+            "dataVersion": .integer(snapshot.version),
+            "syncState": .string(values.syncState.rawValue),
+            "lastSyncedAt": values.lastSyncedAt.map { .string(FeatBitTimestamp.iso8601(milliseconds: $0)) } ?? .null,
+            "reportedAt": .string(FeatBitTimestamp.iso8601(milliseconds: clock())),
+            "mode": .string(status.mode.rawValue),
+            "readiness": .string(status.readiness(hasData: snapshot.isInitialised).rawValue),
+            "sequence": .integer(Int64(snapshot.sequence)),
+            "connections": .object(["server": .integer(Int64(counts.server)), "client": .integer(Int64(counts.client))]),
+            "cluster": .object([
+                "nodeId": .string(ProcessInfo.processInfo.hostName), "role": .string("standalone"), "term": .integer(0),
+                "leaderId": .null, "peers": .array([]),
+            ]),
+        ]
+        if !values.problems.isEmpty {
+            body["problems"] = .object(values.problems.mapValues { .string($0) })
+        }
+        return Self.json(JSONWriter.bytes(.object(body)))
+    }
+
+    private func adminBackup(_ request: Request) -> Response {
+        guard isAdmin(request) else { return Self.empty(.unauthorized) }
+        return Self.json(store.snapshot.backupJSON())
+    }
+
+    private func adminBootstrap(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard isAdmin(request) else { return Self.empty(.unauthorized) }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: settings.maxBodyBytes)
+        } catch {
+            return Self.error("request body is larger than \(settings.maxBodyBytes) bytes", status: .contentTooLarge)
+        }
+        let environments: [EnvironmentData]
+        do {
+            let json = try JSONValue.parse(body.readableBytesView)
+            environments = try DataSetParser.parseBootstrap(json)
+        } catch let error as JSONValue.ParseError {
+            logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
+            return Self.error(error.description, status: .badRequest)
+        } catch let error as DataSetError {
+            logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
+            return Self.error(error.description, status: .badRequest)
+        }
+        let applied = store.apply(.replace(environments))
+        let snapshot = store.snapshot
+        logger.info("bootstrap applied", metadata: [
+            "event": "bootstrap-applied", "environments": "\(environments.count)",
+            "changed": "\(applied != nil)", "dataVersion": "\(snapshot.version)", "sequence": "\(snapshot.sequence)",
+        ])
+        return Self.json(JSONWriter.bytes(.object([
+            "serves": .string(snapshot.serves), "dataVersion": .integer(snapshot.version),
+        ])))
+    }
+
+    // MARK: - Helpers
+
+    private static func timestamp(_ request: Request) -> Int64? {
+        guard let text = request.uri.queryParameters.get("timestamp") else { return 0 }
+        return Int64(text)
+    }
+
+    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func text(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func empty(_ status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentLength: "0"])
+    }
+
+    static func error(_ message: String, status: HTTPResponse.Status) -> Response {
+        json(JSONWriter.bytes(.object(["error": .string(message)])), status: status)
+    }
+}

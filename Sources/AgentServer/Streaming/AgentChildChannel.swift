@@ -1,0 +1,148 @@
+import AgentCore
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The server's per-connection setup: `/streaming` WebSocket upgrades go straight into NIO handlers
+/// (`StreamingSessionHandler`, no Swift task kept per socket), every other request to Hummingbird's responder.
+public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
+    public enum UpgradeResult: Sendable {
+        /// The socket now lives in its NIO handlers alone.
+        case streaming
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    public struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        public let channel: any Channel
+    }
+
+    public let responder: HTTPChannelHandler.Responder
+    let hub: StreamingHub
+
+    public init(responder: @escaping HTTPChannelHandler.Responder, hub: StreamingHub) {
+        self.responder = responder
+        self.hub = hub
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let hub = self.hub
+        return channel.eventLoop.makeCompletedFuture {
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                // Frames larger than the message limit are refused by the decoder (close 1009).
+                maxFrameSize: hub.settings.maxMessageBytes,
+                enableAutomaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    channel.eventLoop.makeSucceededFuture(StreamingRequest.isStreamingPath(head.uri) ? HTTPHeaders() : nil)
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        let request = StreamingRequest(uri: head.uri)
+                        let outcome = HandshakeValidator.validate(
+                            query: request.query,
+                            nowMillis: hub.now(),
+                            snapshot: hub.store.snapshot,
+                            tokenExpiryMillis: hub.settings.tokenExpiryMillis
+                        )
+                        let remote = head.headers.first(name: "X-Forwarded-For")?.split(separator: ",").first.map {
+                            $0.trimmingCharacters(in: .whitespaces)
+                        } ?? channel.remoteAddress?.description ?? "unknown"
+                        // An idle SDK socket needs little receive buffer; it grows when a message needs it.
+                        try channel.syncOptions?.setOption(
+                            ChannelOptions.recvAllocator,
+                            value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOWebSocketFrameAggregator(
+                                minNonFinalFragmentSize: 0,
+                                maxAccumulatedFrameCount: 64,
+                                maxAccumulatedFrameSize: hub.settings.maxMessageBytes
+                            )
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            StreamingSessionHandler(hub: hub, outcome: outcome, remote: remote)
+                        )
+                        return UpgradeResult.streaming
+                    }
+                }
+            )
+            let serverUpgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        return UpgradeResult.notUpgraded(asyncChannel)
+                    }
+                }
+            )
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(
+                upgradeConfiguration: serverUpgradeConfiguration
+            )
+            configuration.enablePipelining = false
+            configuration.enableErrorHandling = false
+            configuration.enableResponseHeaderValidation = false
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: configuration
+            )
+            return Value(upgradeResult: negotiated, channel: channel)
+        }
+    }
+
+    public func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .streaming:
+                // Nothing to await: the handlers own the socket from here on.
+                return
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            }
+        } catch {
+            logger.debug("connection ended before its first request completed", metadata: ["error": "\(error)"])
+            try? await value.channel.close()
+        }
+    }
+}
+
+/// Path and query of an upgrade request to `/streaming` (spec §2.1).
+struct StreamingRequest {
+    /// Query parameters; names lowercased (case-insensitive), values percent-decoded and case-sensitive.
+    let query: [String: String]
+
+    init(uri: String) {
+        var query: [String: String] = [:]
+        if let questionMark = uri.firstIndex(of: "?") {
+            for pair in uri[uri.index(after: questionMark)...].split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = Self.decode(parts[0]).lowercased()
+                let value = parts.count > 1 ? Self.decode(parts[1]) : ""
+                // The first occurrence wins.
+                if query[name] == nil { query[name] = value }
+            }
+        }
+        self.query = query
+    }
+
+    /// Whether the path starts with the segment `/streaming` (ASP.NET `StartsWithSegments`, case-insensitive).
+    static func isStreamingPath(_ uri: String) -> Bool {
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
+        let lower = path.lowercased()
+        return lower == "/streaming" || lower.hasPrefix("/streaming/")
+    }
+
+    private static func decode(_ text: Substring) -> String {
+        let plusDecoded = text.replacingOccurrences(of: "+", with: " ")
+        return plusDecoded.removingPercentEncoding ?? plusDecoded
+    }
+}
+
+import Foundation

@@ -1,0 +1,171 @@
+import AgentCore
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
+
+/// Everything the `/streaming` sessions share: the store, the per-event-loop registry of open sessions used for
+/// fan-out, connection counters, and the settings of the handshake.
+///
+/// Fan-out (architecture "change feed → SDK sessions"): for each applied change, the server-SDK push of an environment
+/// is serialised once into a `ByteBuffer`, then each event loop that holds sessions of that environment gets one task
+/// that writes the same buffer to each of them and flushes once per socket.
+public final class StreamingHub: Sendable {
+    public struct Settings: Sendable {
+        public var tokenExpiryMillis: Int64 = HandshakeValidator.defaultTokenExpiryMillis
+        /// Largest SDK message accepted (after reassembling fragments); larger ones close the socket with 1009.
+        public var maxMessageBytes: Int = 64 * 1024
+        /// A socket whose writes stay blocked this long while pushes keep coming is closed (it resyncs on reconnect).
+        public var slowConsumerTimeout: TimeAmount = .seconds(10)
+        public init() {}
+    }
+
+    public let store: DataStore
+    public let settings: Settings
+    public let clientBuilder: (any ClientPayloadBuilder)?
+    let logger: Logger
+    let now: @Sendable () -> Int64
+
+    /// One registry per event loop, touched only on that loop.
+    private let registries: [ObjectIdentifier: LoopRegistry]
+    private let loops: [any EventLoop]
+    private let serverConnections = Atomic<Int>(0)
+    private let clientConnections = Atomic<Int>(0)
+    private let rejectedHandshakes = Counter(label: "featbit_agent_streaming_rejected_total")
+    private let pushesSent = Counter(label: "featbit_agent_streaming_pushes_total")
+    private let connectionsGauge = Gauge(label: "featbit_agent_streaming_connections")
+    private let subscription = Mutex<Int?>(nil)
+
+    public init(
+        store: DataStore,
+        eventLoopGroup: any EventLoopGroup,
+        settings: Settings = .init(),
+        clientBuilder: (any ClientPayloadBuilder)? = nil,
+        logger: Logger,
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) {
+        self.store = store
+        self.settings = settings
+        self.clientBuilder = clientBuilder
+        self.logger = logger
+        self.now = now
+        var registries: [ObjectIdentifier: LoopRegistry] = [:]
+        var loops: [any EventLoop] = []
+        for loop in eventLoopGroup.makeIterator() {
+            registries[ObjectIdentifier(loop)] = LoopRegistry(eventLoop: loop)
+            loops.append(loop)
+        }
+        self.registries = registries
+        self.loops = loops
+    }
+
+    /// Starts following the store's change feed.
+    public func start() {
+        let token = store.subscribe { [weak self] change in self?.fanOut(change) }
+        subscription.withLock { $0 = token }
+    }
+
+    public func stop() {
+        if let token = subscription.withLock({ $0 }) { store.unsubscribe(token) }
+    }
+
+    /// Open connections by SDK type.
+    public var connectionCounts: (server: Int, client: Int) {
+        (serverConnections.load(ordering: .relaxed), clientConnections.load(ordering: .relaxed))
+    }
+
+    // MARK: - Session registry (called on the session's event loop)
+
+    func register(_ session: StreamingSessionHandler, envId: String, type: HandshakeValidator.ConnectionType,
+                  on loop: any EventLoop) {
+        guard let registry = registries[ObjectIdentifier(loop)] else { return }
+        registry.add(session, envId: envId)
+        switch type {
+        case .server: serverConnections.add(1, ordering: .relaxed)
+        case .client: clientConnections.add(1, ordering: .relaxed)
+        }
+        connectionsGauge.record(totalConnections)
+    }
+
+    func unregister(_ session: StreamingSessionHandler, envId: String, type: HandshakeValidator.ConnectionType,
+                    on loop: any EventLoop) {
+        guard let registry = registries[ObjectIdentifier(loop)] else { return }
+        guard registry.remove(session, envId: envId) else { return }
+        switch type {
+        case .server: serverConnections.subtract(1, ordering: .relaxed)
+        case .client: clientConnections.subtract(1, ordering: .relaxed)
+        }
+        connectionsGauge.record(totalConnections)
+    }
+
+    private var totalConnections: Int {
+        serverConnections.load(ordering: .relaxed) + clientConnections.load(ordering: .relaxed)
+    }
+
+    func noteRejectedHandshake() { rejectedHandshakes.increment() }
+
+    // MARK: - Fan-out
+
+    private func fanOut(_ change: AppliedChange) {
+        for delta in change.deltas {
+            let serverBuffers = delta.serverPushMessages(in: change.snapshot).map { ByteBuffer(bytes: $0) }
+            let snapshot = change.snapshot
+            for loop in loops {
+                guard let registry = registries[ObjectIdentifier(loop)] else { continue }
+                loop.execute { [pushesSent] in
+                    let sessions = registry.sessions(of: delta.envId)
+                    for session in sessions {
+                        session.push(delta, serverBuffers: serverBuffers, snapshot: snapshot)
+                    }
+                    if !sessions.isEmpty { pushesSent.increment(by: sessions.count) }
+                }
+            }
+        }
+        if !change.removedEnvIds.isEmpty {
+            logger.info("environments removed by a full data set; their SDK connections keep their last data",
+                        metadata: ["event": "environments-removed", "envIds": "\(change.removedEnvIds)"])
+        }
+    }
+
+    /// Closes every session with 1001 (graceful shutdown). Returns when each loop has initiated the closes.
+    public func closeAll() async {
+        for loop in loops {
+            guard let registry = registries[ObjectIdentifier(loop)] else { continue }
+            try? await loop.submit { registry.all().forEach { $0.shutdown() } }.get()
+        }
+    }
+}
+
+/// The sessions of one event loop, by environment. Used only on its loop (checked in debug builds), which is what
+/// makes the unchecked `Sendable` sound.
+final class LoopRegistry: @unchecked Sendable {
+    private let eventLoop: any EventLoop
+    private var byEnv: [String: [ObjectIdentifier: StreamingSessionHandler]] = [:]
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func add(_ session: StreamingSessionHandler, envId: String) {
+        eventLoop.assertInEventLoop()
+        byEnv[envId, default: [:]][ObjectIdentifier(session)] = session
+    }
+
+    func remove(_ session: StreamingSessionHandler, envId: String) -> Bool {
+        eventLoop.assertInEventLoop()
+        let removed = byEnv[envId]?.removeValue(forKey: ObjectIdentifier(session)) != nil
+        if byEnv[envId]?.isEmpty == true { byEnv[envId] = nil }
+        return removed
+    }
+
+    func sessions(of envId: String) -> Dictionary<ObjectIdentifier, StreamingSessionHandler>.Values {
+        eventLoop.assertInEventLoop()
+        return (byEnv[envId] ?? [:]).values
+    }
+
+    func all() -> [StreamingSessionHandler] {
+        return byEnv.values.flatMap(\.values)
+    }
+}

@@ -1,0 +1,152 @@
+import AgentCore
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// One SDK WebSocket after the upgrade: translates frames and pushes into `SDKSession` events and performs its
+/// actions. Lives on its channel's event loop only; no task is kept per socket (see docs/performance.md).
+final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let hub: StreamingHub
+    private var session: SDKSession
+    private var pendingActions: [SDKSession.Action]
+    private var context: ChannelHandlerContext?
+    private var registered: (envId: String, type: HandshakeValidator.ConnectionType)?
+    private var unwritableSince: NIODeadline?
+    private let remote: String
+
+    init(hub: StreamingHub, outcome: HandshakeValidator.Outcome, remote: String) {
+        self.hub = hub
+        self.remote = remote
+        (self.session, self.pendingActions) = SDKSession.start(outcome)
+        if case .invalid(let reason) = outcome {
+            hub.noteRejectedHandshake()
+            hub.logger.debug("rejected SDK handshake", metadata: ["event": "sdk-rejected", "reason": "\(reason)", "remote": "\(remote)"])
+        } else if case .unavailable(let reason) = outcome {
+            hub.noteRejectedHandshake()
+            hub.logger.info("SDK connected before any data set", metadata: ["event": "sdk-unavailable", "reason": "\(reason)", "remote": "\(remote)"])
+        }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let actions = pendingActions
+        pendingActions = []
+        perform(actions, context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deregister(on: context.eventLoop)
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deregister(on: context.eventLoop)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            // Binary frames are parsed like text (spec §2.2).
+            let data = frame.unmaskedData
+            let actions = data.withUnsafeReadableBytes { bytes in
+                session.receive(bytes, snapshot: hub.store.snapshot, evaluator: hub.clientBuilder)
+            }
+            perform(actions, context: context)
+        case .ping:
+            var pongData = frame.unmaskedData
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: pongData.readSlice(length: pongData.readableBytes) ?? ByteBuffer())
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self)
+            perform(session.peerClosed(code: code), context: context)
+        default:
+            break
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        unwritableSince = context.channel.isWritable ? nil : .now()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        hub.logger.debug("SDK socket error", metadata: ["event": "sdk-socket-error", "error": "\(error)", "remote": "\(remote)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            perform(session.shutdown(), context: context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: - Called by the hub on this channel's event loop
+
+    func push(_ delta: EnvironmentDelta, serverBuffers: [ByteBuffer], snapshot: DataSnapshot) {
+        guard let context, let registered else { return }
+        if let since = unwritableSince, NIODeadline.now() - since > hub.settings.slowConsumerTimeout {
+            hub.logger.warning("closing an SDK socket that does not read its pushes",
+                               metadata: ["event": "sdk-slow-consumer", "remote": "\(remote)", "envId": "\(registered.envId)"])
+            perform(session.slowConsumer(), context: context)
+            return
+        }
+        switch registered.type {
+        case .server:
+            // The same serialised bytes go to every server SDK of the environment.
+            for buffer in serverBuffers {
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            }
+            if !serverBuffers.isEmpty { context.flush() }
+        case .client:
+            perform(session.push(delta, serverMessages: [], snapshot: snapshot, evaluator: hub.clientBuilder), context: context)
+        }
+    }
+
+    func shutdown() {
+        guard let context else { return }
+        perform(session.shutdown(), context: context)
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ actions: [SDKSession.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let bytes):
+                let buffer = context.channel.allocator.buffer(bytes: bytes)
+                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            case .close(let code, let reason):
+                deregister(on: context.eventLoop)
+                var buffer = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+                buffer.writeInteger(code)
+                buffer.writeString(reason)
+                let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)
+                context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            case .register(let envId, let type):
+                registered = (envId, type)
+                hub.register(self, envId: envId, type: type, on: context.eventLoop)
+            case .ignored(let rejection):
+                hub.logger.debug("ignored SDK message", metadata: ["event": "sdk-message-ignored", "reason": "\(rejection)", "remote": "\(remote)"])
+            case .invalidUser:
+                hub.logger.info("client data-sync without a valid user; no reply",
+                                metadata: ["event": "sdk-invalid-user", "remote": "\(remote)"])
+            }
+        }
+    }
+
+    private func deregister(on loop: any EventLoop) {
+        guard let registered else { return }
+        self.registered = nil
+        hub.unregister(self, envId: registered.envId, type: registered.type, on: loop)
+    }
+}

@@ -1,0 +1,99 @@
+import AgentCore
+import AgentServer
+import ArgumentParser
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// Wires the modules together for one configuration and runs them as services until SIGTERM/SIGINT.
+struct AgentRuntime {
+    let configuration: AgentConfiguration
+    let logger: Logger
+    let store: DataStore
+    let status: AgentStatusBoard
+    let hub: StreamingHub
+    let routes: AgentRoutes
+    let services: [any Service]
+    let startupNotes: [String]
+
+    init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let store = DataStore()
+        self.store = store
+        self.status = AgentStatusBoard(mode: configuration.mode)
+        var settings = StreamingHub.Settings()
+        settings.tokenExpiryMillis = Int64(configuration.tokenExpirySeconds) * 1000
+        let group = MultiThreadedEventLoopGroup.singleton
+        self.hub = StreamingHub(store: store, eventLoopGroup: group, settings: settings, clientBuilder: nil, logger: logger)
+        var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
+        routeSettings.forwardEvents = configuration.forwardEvents
+        self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: nil, metrics: metrics,
+                                  logger: logger)
+
+        var services: [any Service] = []
+        var notes: [String] = []
+        if configuration.mode == .offline {
+            if let path = configuration.dataFile {
+                do {
+                    store.apply(.replace(try DataFileSource.load(path: path)))
+                } catch {
+                    FileHandle.standardError.write(Data("configuration error: DataFile: \(error)\n".utf8))
+                    throw ExitCode(2)
+                }
+                services.append(DataFileSource(path: path, store: store, logger: logger))
+                notes.append("serving the data set in \(path) (watched for changes)")
+            } else {
+                let demo = try DataSetParser.parseBootstrap(try JSONValue.parse(DemoDataSet.json))
+                store.apply(.replace(demo))
+                notes.append("no DataFile: serving the embedded demo data set (environment demo/dev)")
+                notes.append("server SDK secret: \(DemoDataSet.serverSecret)")
+                notes.append("client SDK secret: \(DemoDataSet.clientSecret)")
+            }
+        }
+        self.services = services
+        self.startupNotes = notes
+    }
+
+    func run() async throws {
+        let hub = self.hub
+        let configuration = self.configuration
+        let notes = startupNotes
+        let logger = self.logger
+        let app = Application(
+            router: routes.buildRouter(),
+            server: HTTPServerBuilder { responder in AgentChildChannel(responder: responder, hub: hub) },
+            configuration: .init(address: .hostname(configuration.bindAddress, port: configuration.port),
+                                 serverName: "featbit-agent"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("agent listening", metadata: [
+                    "event": "listening", "port": "\(port)", "mode": "\(configuration.mode.rawValue)",
+                ])
+                let host = configuration.bindAddress == "0.0.0.0" ? "127.0.0.1" : configuration.bindAddress
+                var text = "FeatBit Agent (\(configuration.mode.rawValue) mode) listening on port \(port)\n"
+                for note in notes { text += "  \(note)\n" }
+                text += "  point an SDK at streaming URL ws://\(host):\(port) and event URL http://\(host):\(port)\n"
+                FileHandle.standardOutput.write(Data(text.utf8))
+            },
+            eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup.singleton),
+            logger: logger
+        )
+        hub.start()
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)] + services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        hub.stop()
+        logger.info("agent stopped", metadata: ["event": "stopped"])
+    }
+}

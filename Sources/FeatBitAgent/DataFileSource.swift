@@ -1,0 +1,60 @@
+import AgentCore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Offline mode's `DataFile`: loaded at start, then watched; every valid new content replaces the data set.
+/// An invalid edit is logged and ignored, so the data already served is never lost to a bad file.
+struct DataFileSource: Service {
+    let path: String
+    let store: DataStore
+    let logger: Logger
+    var pollInterval: Duration = .milliseconds(250)
+
+    /// Reads and parses the file. Throws a message fit for an operator.
+    static func load(path: String) throws -> [EnvironmentData] {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw DataSetError("cannot read \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try DataSetParser.parseBootstrap(try JSONValue.parse(data))
+        } catch let error as JSONValue.ParseError {
+            throw DataSetError("\(path): \(error.description)")
+        } catch let error as DataSetError {
+            throw DataSetError("\(path): \(error.description)")
+        }
+    }
+
+    private func fingerprint() -> String? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+        let inode = (attributes[.systemFileNumber] as? NSNumber)?.int64Value ?? -1
+        return "\(modified)/\(size)/\(inode)"
+    }
+
+    func run() async throws {
+        var last = fingerprint()
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: pollInterval)
+            let current = fingerprint()
+            guard current != last, current != nil else { continue }
+            last = current
+            do {
+                let environments = try Self.load(path: path)
+                let applied = store.apply(.replace(environments))
+                logger.info("data file reloaded", metadata: [
+                    "event": "datafile-reloaded", "path": "\(path)", "changed": "\(applied != nil)",
+                    "dataVersion": "\(store.snapshot.version)",
+                ])
+            } catch {
+                logger.error("data file change ignored; still serving the previous data", metadata: [
+                    "event": "datafile-rejected", "path": "\(path)", "reason": "\(error)",
+                ])
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import AgentCore
+import AgentServer
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+@main
+struct FeatBitAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "featbit-agent",
+        abstract: "FeatBit Agent: serves FeatBit SDKs from memory as a read replica and relay proxy of the FeatBit evaluation server.",
+        discussion: """
+        Every option can also be set by the environment variable of the key's name (e.g. Mode, ApiKey, Port) or \
+        in a JSON --config file with the same keys. Precedence: option > environment > config file > default.
+        """
+    )
+
+    @Option(name: .customLong("config"), help: "JSON file with configuration keys (Mode, ApiKey, Port, ...)")
+    var configFile: String?
+    @Option(name: .customLong("mode"), help: help("Mode")) var mode: String?
+    @Option(name: .customLong("api-key"), help: help("ApiKey")) var apiKey: String?
+    @Option(name: .customLong("agent-id"), help: help("AgentId")) var agentId: String?
+    @Option(name: .customLong("streaming-uri"), help: help("StreamingUri")) var streamingUri: String?
+    @Option(name: .customLong("forward-events"), help: help("ForwardEvents")) var forwardEvents: String?
+    @Option(name: .customLong("event-uri"), help: help("EventUri")) var eventUri: String?
+    @Option(name: .customLong("insights-mode"), help: help("InsightsMode")) var insightsMode: String?
+    @Option(name: .customLong("insights-allow-properties"), help: help("InsightsAllowProperties")) var insightsAllow: String?
+    @Option(name: .customLong("port"), help: help("Port")) var port: String?
+    @Option(name: .customLong("bind"), help: help("BindAddress")) var bind: String?
+    @Option(name: .customLong("db"), help: help("DbPath")) var db: String?
+    @Option(name: .customLong("data-file"), help: help("DataFile")) var dataFile: String?
+    @Option(name: .customLong("node-id"), help: help("NodeId")) var nodeId: String?
+    @Option(name: .customLong("cluster-address"), help: help("ClusterAddress")) var clusterAddress: String?
+    @Option(name: .customLong("peers"), help: help("Peers")) var peers: String?
+    @Option(name: .customLong("cluster-secret"), help: help("ClusterSecret")) var clusterSecret: String?
+    @Option(name: .customLong("token-expiry-seconds"), help: help("Streaming__TokenExpirySeconds")) var tokenExpiry: String?
+    @Option(name: .customLong("log-level"), help: help("LogLevel")) var logLevel: String?
+
+    static func help(_ key: String) -> ArgumentHelp {
+        guard let k = AgentConfiguration.keys.first(where: { $0.name == key }) else { return ArgumentHelp("") }
+        return ArgumentHelp("\(k.help) [env \(k.name); default: \(k.defaultText)]")
+    }
+
+    var optionValues: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("Mode", mode), ("ApiKey", apiKey), ("AgentId", agentId), ("StreamingUri", streamingUri),
+            ("ForwardEvents", forwardEvents), ("EventUri", eventUri), ("InsightsMode", insightsMode),
+            ("InsightsAllowProperties", insightsAllow), ("Port", port), ("BindAddress", bind), ("DbPath", db),
+            ("DataFile", dataFile), ("NodeId", nodeId), ("ClusterAddress", clusterAddress), ("Peers", peers),
+            ("ClusterSecret", clusterSecret), ("Streaming__TokenExpirySeconds", tokenExpiry), ("LogLevel", logLevel),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
+    }
+
+    func run() async throws {
+        let configuration = try resolveConfiguration()
+        let level = Logger.Level(rawValue: configuration.logLevel.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "featbit-agent")
+
+        let runtime = try AgentRuntime(configuration: configuration, metrics: registry, logger: logger)
+        try await runtime.run()
+    }
+
+    /// Resolves the configuration; on problems prints one line per problem and exits with code 2 before binding.
+    func resolveConfiguration() throws -> AgentConfiguration {
+        var file: [String: JSONValue] = [:]
+        var problems: [String] = []
+        if let path = configFile {
+            do {
+                let json = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: path)))
+                if let object = json.objectValue { file = object } else { problems.append("--config: \(path) is not a JSON object") }
+            } catch {
+                problems.append("--config: cannot read \(path) as JSON (\(error))")
+            }
+        }
+        switch AgentConfiguration.resolve(options: optionValues, environment: ProcessInfo.processInfo.environment,
+                                          file: file, hostname: ProcessInfo.processInfo.hostName) {
+        case .success(let configuration) where problems.isEmpty:
+            return configuration
+        case .success:
+            break
+        case .failure(let found):
+            problems.append(contentsOf: found.list.map(\.description))
+        }
+        for line in problems { FileHandle.standardError.write(Data("configuration error: \(line)\n".utf8)) }
+        throw ExitCode(2)
+    }
+}

@@ -1,0 +1,1 @@
+// Persistence: featbit.db (issue: durable featbit.db)

@@ -1,0 +1,70 @@
+import Testing
+@testable import AgentCore
+
+@Suite struct DataSetParserTests {
+    @Test func parsesFeatBitsFakeDataSet() throws {
+        let environments = try DataSetParser.parseBootstrap(try Fixtures.fakeDataBootstrap())
+        #expect(environments.count == 1)
+        #expect(environments[0].flags.count == 5)
+        #expect(environments[0].segments.count == 2)
+        #expect(environments[0].secrets?.count == 2)
+        let flag = try #require(environments[0].flags.first { $0.key == "return-10p-true" })
+        #expect(flag.updatedAt == 1674871694804)
+        #expect(flag.envId == Fixtures.envA)
+    }
+
+    @Test func unknownFieldsArePreservedVerbatim() throws {
+        let json = Fixtures.flagJSON(id: "f1", updatedAt: 1000, extra: ["revision": .integer(7), "creatorId": .string("someone")])
+        let item = try DataItem(kind: .flag, json: json)
+        let reparsed = try JSONValue.parse(item.encoded)
+        #expect(reparsed == json)
+        #expect(reparsed["revision"] == .integer(7))
+    }
+
+    @Test(arguments: [
+        ("id", "items[0].featureFlags[0]: missing or non-string \"id\""),
+        ("envId", "items[0].featureFlags[0]: missing or non-string \"envId\""),
+        ("updatedAt", "items[0].featureFlags[0]: missing or non-string \"updatedAt\""),
+    ])
+    func missingMandatoryFieldIsNamed(field: String, message: String) throws {
+        guard case .object(var flag) = Fixtures.flagJSON(id: "f1", updatedAt: 1000) else { return }
+        flag[field] = nil
+        let body: JSONValue = .object(["eventType": .string("rp_full"), "items": .array([.object([
+            "envId": .string(Fixtures.envA), "featureFlags": .array([.object(flag)]),
+        ])])])
+        let error = #expect(throws: DataSetError.self) { try DataSetParser.parseBootstrap(body) }
+        #expect(error?.description == message)
+    }
+
+    @Test func malformedShapesAreRejectedWithReasons() throws {
+        #expect(throws: DataSetError("body is not a JSON object")) { try DataSetParser.parseBootstrap(.array([])) }
+        #expect(throws: DataSetError("missing \"items\"")) {
+            try DataSetParser.parseBootstrap(.object(["eventType": .string("rp_full")]))
+        }
+        #expect(throws: DataSetError("\"items\" is not an array")) {
+            try DataSetParser.parseBootstrap(.object(["eventType": .string("rp_full"), "items": .string("x")]))
+        }
+        let error = #expect(throws: DataSetError.self) {
+            try DataSetParser.parseBootstrap(.object(["eventType": .string("x"), "items": .array([.object(["envId": .string("nope")])])]))
+        }
+        #expect(error?.description == "items[0]: \"envId\" is not a GUID: nope")
+        #expect(throws: DataSetError.self) {
+            try DataItem(kind: .segment, json: Fixtures.segmentJSON(id: "s", updatedAt: 1).replacing("updatedAt", with: .string("soon")))
+        }
+    }
+
+    @Test func eventTypeIsRequiredButNotValidated() throws {
+        for eventType in ["rp_full", "rp-full", "anything"] {
+            let body: JSONValue = .object(["eventType": .string(eventType), "items": .array([])])
+            #expect(try DataSetParser.parseBootstrap(body).isEmpty)
+        }
+    }
+}
+
+extension JSONValue {
+    func replacing(_ key: String, with value: JSONValue) -> JSONValue {
+        guard case .object(var members) = self else { return self }
+        members[key] = value
+        return .object(members)
+    }
+}

@@ -1,0 +1,112 @@
+import Synchronization
+import Testing
+@testable import AgentCore
+
+@Suite struct DataStoreTests {
+    @Test func replaceInitialisesAndNumbersChanges() {
+        let journal = RecordingJournal()
+        let store = DataStore(journal: journal)
+        #expect(!store.snapshot.isInitialised)
+        let applied = store.apply(.replace([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000)])]))
+        #expect(applied?.sequence == 1)
+        #expect(store.snapshot.isInitialised)
+        #expect(store.snapshot.version == 1000)
+        #expect(store.snapshot.secretIndex[Fixtures.serverSecretA]?.type == .server)
+        #expect(journal.sequences == [1])
+    }
+
+    @Test func emptyDataSetStillInitialises() {
+        let store = DataStore()
+        #expect(store.apply(.replace([])) != nil)
+        #expect(store.snapshot.isInitialised)
+        #expect(store.apply(.replace([])) == nil)
+    }
+
+    @Test func upsertFollowsTheTimestampRule() throws {
+        let store = DataStore()
+        store.apply(.replace([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 2000)])]))
+        // Older: kept out.
+        #expect(store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000, extra: ["name": .string("old")])])])) == nil)
+        #expect(store.snapshot.environments[Fixtures.envA]?.flags["f1"]?.updatedAt == 2000)
+        // Same timestamp, different content: replaces (stored <= incoming).
+        let same = store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 2000, extra: ["name": .string("renamed")])])]))
+        #expect(same?.deltas.first?.flags.map(\.id) == ["f1"])
+        #expect(store.snapshot.environments[Fixtures.envA]?.flags["f1"]?.json["name"] == .string("renamed"))
+        // Newer: replaces and bumps the version.
+        store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 3000)])]))
+        #expect(store.snapshot.version == 3000)
+        // Absent: inserted.
+        store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f2", updatedAt: 2500)])]))
+        #expect(store.snapshot.environments[Fixtures.envA]?.flags.count == 2)
+    }
+
+    @Test func duplicatePushesAreAppliedOnce() {
+        let store = DataStore()
+        store.apply(.replace([Fixtures.environment(flags: [])]))
+        let flag = Fixtures.flag("f1", updatedAt: 5000)
+        let first = store.apply(.upsert([Fixtures.environment(flags: [flag], secrets: nil)]))
+        #expect(first?.sequence == 2)
+        // The k identical pushes of an environment with k server secrets (spec §3.3).
+        for _ in 0..<3 {
+            #expect(store.apply(.upsert([Fixtures.environment(flags: [flag], secrets: nil)])) == nil)
+        }
+        #expect(store.snapshot.sequence == 2)
+    }
+
+    @Test func patchesNeverTouchSecrets() {
+        let store = DataStore()
+        store.apply(.replace([Fixtures.environment(flags: [])]))
+        store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f", updatedAt: 1)], secrets: [])]))
+        #expect(store.snapshot.environments[Fixtures.envA]?.secrets.count == 2)
+    }
+
+    @Test func fullReplaceRemovesWhatIsGoneAndAsksForAFullPush() throws {
+        let store = DataStore()
+        store.apply(.replace([
+            Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000), Fixtures.flag("f2", updatedAt: 1100)]),
+            Fixtures.environment(Fixtures.envB, flags: [Fixtures.flag("g1", env: Fixtures.envB, updatedAt: 900)]),
+        ]))
+        let applied = try #require(store.apply(.replace([
+            Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000)]),
+        ])))
+        #expect(applied.removedEnvIds == [Fixtures.envB])
+        let delta = try #require(applied.deltas.first)
+        #expect(delta.needsFull)
+        #expect(delta.flags.isEmpty)
+        #expect(store.snapshot.environments[Fixtures.envA]?.flags.keys.sorted() == ["f1"])
+        #expect(store.snapshot.secretIndex[Fixtures.serverSecretB] == nil)
+    }
+
+    @Test func identicalReplaceChangesNothing() {
+        let store = DataStore()
+        let data = [Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000)])]
+        store.apply(.replace(data))
+        #expect(store.apply(.replace(data)) == nil)
+    }
+
+    @Test func changeFeedIsOrderedAndSeesTheNewSnapshot() {
+        let store = DataStore()
+        let seen = Mutex<[(UInt64, Int64)]>([])
+        store.subscribe { change in
+            let visible = store.snapshot.sequence
+            seen.withLock { $0.append((change.sequence, Int64(visible))) }
+        }
+        store.apply(.replace([Fixtures.environment(flags: [])]))
+        for t in 1...20 {
+            store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f", updatedAt: Int64(t))], secrets: nil)]))
+        }
+        let result = seen.withLock { $0 }
+        #expect(result.map(\.0) == Array(1...21))
+        // A subscriber already sees the snapshot of the change it is told about.
+        #expect(result.allSatisfy { UInt64($0.1) == $0.0 })
+    }
+
+    @Test func deltasAreInAscendingUpdatedAtOrder() throws {
+        let store = DataStore()
+        store.apply(.replace([Fixtures.environment(flags: [])]))
+        let applied = try #require(store.apply(.upsert([Fixtures.environment(flags: [
+            Fixtures.flag("c", updatedAt: 30), Fixtures.flag("a", updatedAt: 10), Fixtures.flag("b", updatedAt: 20),
+        ], secrets: nil)])))
+        #expect(applied.deltas.first?.flags.map(\.id) == ["a", "b", "c"])
+    }
+}
