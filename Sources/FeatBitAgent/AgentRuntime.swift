@@ -65,25 +65,18 @@ struct AgentRuntime {
         let configuration = self.configuration
         let notes = startupNotes
         let logger = self.logger
-        let app = Application(
-            router: routes.buildRouter(),
-            server: HTTPServerBuilder { responder in AgentChildChannel(responder: responder, hub: hub) },
-            configuration: .init(address: .hostname(configuration.bindAddress, port: configuration.port),
-                                 serverName: "featbit-agent"),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? configuration.port
-                logger.info("agent listening", metadata: [
-                    "event": "listening", "port": "\(port)", "mode": "\(configuration.mode.rawValue)",
-                ])
-                let host = configuration.bindAddress == "0.0.0.0" ? "127.0.0.1" : configuration.bindAddress
-                var text = "FeatBit Agent (\(configuration.mode.rawValue) mode) listening on port \(port)\n"
-                for note in notes { text += "  \(note)\n" }
-                text += "  point an SDK at streaming URL ws://\(host):\(port) and event URL http://\(host):\(port)\n"
-                FileHandle.standardOutput.write(Data(text.utf8))
-            },
-            eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup.singleton),
-            logger: logger
-        )
+        let app = AgentServerFactory.makeApplication(
+            routes: routes, hub: hub, bindAddress: configuration.bindAddress, port: configuration.port, logger: logger
+        ) { port in
+            logger.info("agent listening", metadata: [
+                "event": "listening", "port": "\(port)", "mode": "\(configuration.mode.rawValue)",
+            ])
+            let host = configuration.bindAddress == "0.0.0.0" ? "127.0.0.1" : configuration.bindAddress
+            var text = "FeatBit Agent (\(configuration.mode.rawValue) mode) listening on port \(port)\n"
+            for note in notes { text += "  \(note)\n" }
+            text += "  point an SDK at streaming URL ws://\(host):\(port) and event URL http://\(host):\(port)\n"
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
         hub.start()
         let group = ServiceGroup(
             configuration: .init(

@@ -15,6 +15,8 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     private var context: ChannelHandlerContext?
     private var registered: (envId: String, type: HandshakeValidator.ConnectionType)?
     private var unwritableSince: NIODeadline?
+    /// Set once our Close frame is out: the socket is closed when the SDK answers it, or after a grace period.
+    private var closeGrace: Scheduled<Void>?
     private let remote: String
 
     init(hub: StreamingHub, outcome: HandshakeValidator.Outcome, remote: String) {
@@ -38,6 +40,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        closeGrace?.cancel()
         deregister(on: context.eventLoop)
         self.context = nil
     }
@@ -62,9 +65,15 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: pongData.readSlice(length: pongData.readableBytes) ?? ByteBuffer())
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
+            if closeGrace != nil {
+                // The SDK answered our Close: the close handshake is complete.
+                closeGrace?.cancel()
+                context.close(promise: nil)
+                return
+            }
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self)
-            perform(session.peerClosed(code: code), context: context)
+            perform(session.peerClosed(code: code), context: context, closeAfterWrite: true)
         default:
             break
         }
@@ -117,7 +126,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: - Actions
 
-    private func perform(_ actions: [SDKSession.Action], context: ChannelHandlerContext) {
+    private func perform(_ actions: [SDKSession.Action], context: ChannelHandlerContext, closeAfterWrite: Bool = false) {
         for action in actions {
             switch action {
             case .send(let bytes):
@@ -129,8 +138,13 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
                 buffer.writeInteger(code)
                 buffer.writeString(reason)
                 let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)
-                context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in
-                    context.close(promise: nil)
+                if closeAfterWrite {
+                    // Answering the SDK's Close: the handshake ends with our frame.
+                    context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
+                } else if closeGrace == nil {
+                    // RFC 6455 §7.1.1: wait for the SDK's Close before dropping TCP, so it reads our code reliably.
+                    context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+                    closeGrace = context.eventLoop.scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
                 }
             case .register(let envId, let type):
                 registered = (envId, type)
