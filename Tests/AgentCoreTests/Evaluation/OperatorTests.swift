@@ -187,3 +187,27 @@ struct OperatorTests {
         #expect(Evaluator.evaluate(flag: empty, user: user, segments: [:]).matchReason == "R")
     }
 }
+
+@Suite("Shared models across threads")
+struct ConcurrentEvaluationTests {
+    @Test func oneRegexModelEvaluatedConcurrently() async {
+        // NSRegularExpression is shared by every evaluation of a FlagModel; matching must be safe in parallel
+        let flag = Eval.ruleFlag(conditions: [Eval.condition("email", "MatchRegex", #"^qa-\d+@example\.com$"#)])
+        let mismatches = await withTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    var wrong = 0
+                    for i in 0..<2_000 {
+                        let matching = (i + worker) % 2 == 0
+                        let user = Eval.user("u\(i)", [("email", matching ? "qa-\(i)@example.com" : "dev-\(i)@example.com")])
+                        let result = Evaluator.evaluate(flag: flag, user: user, segments: [:])
+                        if (result.matchReason == "R") != matching { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(mismatches == 0)
+    }
+}
