@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "featbit-agent", targets: ["FeatBitAgent"]),
+        .executable(name: "bench-eval", targets: ["BenchEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -70,6 +71,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Evaluator micro-benchmark (scripts/bench-eval).
+        .executableTarget(name: "BenchEval", dependencies: ["AgentCore"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(
             name: "AgentServerTests",

@@ -1,0 +1,175 @@
+import Foundation
+
+/// A compiled `NSRegularExpression`. `NSRegularExpression` is immutable and documented thread-safe for matching but
+/// is not `Sendable` on Linux, hence the unchecked conformance.
+public final class CompiledRegex: @unchecked Sendable {
+    public let pattern: String
+    private let regex: NSRegularExpression
+
+    /// `nil` when ICU rejects the pattern.
+    public init?(_ pattern: String) {
+        guard let regex = try? NSRegularExpression(pattern: pattern, options: []) else { return nil }
+        self.pattern = pattern
+        self.regex = regex
+    }
+
+    /// Unanchored search, like .NET `Regex.IsMatch(input, pattern)`.
+    public func isMatch(_ input: String) -> Bool {
+        regex.firstMatch(in: input, options: [], range: NSRange(location: 0, length: input.utf16.count)) != nil
+    }
+}
+
+/// The operators of spec §5.3, with the exact `op` spellings FeatBit stores.
+public enum ConditionOperator: String, Sendable, CaseIterable {
+    case lessThan = "LessThan"
+    case lessEqualThan = "LessEqualThan"
+    case biggerThan = "BiggerThan"
+    case biggerEqualThan = "BiggerEqualThan"
+    case equal = "Equal"
+    case notEqual = "NotEqual"
+    case contains = "Contains"
+    case notContain = "NotContain"
+    case startsWith = "StartsWith"
+    case endsWith = "EndsWith"
+    case matchRegex = "MatchRegex"
+    case notMatchRegex = "NotMatchRegex"
+    case isOneOf = "IsOneOf"
+    case notOneOf = "NotOneOf"
+    case isTrue = "IsTrue"
+    case isFalse = "IsFalse"
+}
+
+/// One rule condition, compiled once at parse time: numbers parsed, regexes compiled, lists decoded.
+struct Condition: Sendable {
+    enum Test: Sendable {
+        /// Never matches: unknown operator, `null` condition value, unparseable numeric value, invalid regex,
+        /// invalid list JSON, invalid segment list.
+        case never
+        /// `user <op> ruleValue` with `ruleValue` already parsed (not NaN); `accept` lists the wanted
+        /// `CompareTo` results.
+        case numeric(ruleValue: Double, acceptLess: Bool, acceptEqual: Bool, acceptGreater: Bool)
+        case equal(String, negate: Bool)
+        case contains(String, negate: Bool)
+        case startsWith(String)
+        case endsWith(String)
+        case regex(CompiledRegex, negate: Bool)
+        case oneOf(OrdinalSet, negate: Bool)
+        /// `NotOneOf` whose list JSON is `null`: true for any non-null user value.
+        case always
+        case isTrue
+        case isFalse
+        /// "User is in segment" / "User is not in segment" (flag rules only, spec §5.3.1).
+        case segment(ids: [String], negate: Bool)
+    }
+
+    /// `nil` when the property is blank (its user value is then `""`).
+    let property: String?
+    let test: Test
+
+    /// Compiles a condition object. `allowSegments` is false inside segment rules, where .NET only knows plain
+    /// operators (a segment-membership property there is an ordinary attribute name with a `null` op → never).
+    init(json: JSONValue, allowSegments: Bool) {
+        let propertyText = json["property"]?.stringValue
+        let value = json["value"]?.stringValue
+        if allowSegments, let propertyText,
+           propertyText == SegmentCondition.isInSegment || propertyText == SegmentCondition.isNotInSegment {
+            property = propertyText
+            let negate = propertyText == SegmentCondition.isNotInSegment
+            if let value, let ids = Condition.decodeStringList(value), let list = ids {
+                test = .segment(ids: list.compactMap { $0 }, negate: negate)
+            } else {
+                test = .never
+            }
+            return
+        }
+        property = Ordinal.isBlank(propertyText) ? nil : propertyText
+        guard let opText = json["op"]?.stringValue, let op = ConditionOperator(rawValue: opText), let value else {
+            test = .never
+            return
+        }
+        test = Condition.compile(op, value)
+    }
+
+    static func compile(_ op: ConditionOperator, _ value: String) -> Test {
+        switch op {
+        case .lessThan, .lessEqualThan, .biggerThan, .biggerEqualThan:
+            guard let rule = DotNetNumber.parseDouble(value), !rule.isNaN else { return .never }
+            return .numeric(
+                ruleValue: rule,
+                acceptLess: op == .lessThan || op == .lessEqualThan,
+                acceptEqual: op == .lessEqualThan || op == .biggerEqualThan,
+                acceptGreater: op == .biggerThan || op == .biggerEqualThan)
+        case .equal: return .equal(value, negate: false)
+        case .notEqual: return .equal(value, negate: true)
+        case .contains: return .contains(value, negate: false)
+        case .notContain: return .contains(value, negate: true)
+        case .startsWith: return .startsWith(value)
+        case .endsWith: return .endsWith(value)
+        case .matchRegex, .notMatchRegex:
+            guard let regex = CompiledRegex(value) else { return .never }
+            return .regex(regex, negate: op == .notMatchRegex)
+        case .isOneOf, .notOneOf:
+            guard let decoded = decodeStringList(value) else { return .never }
+            guard let list = decoded else { return op == .notOneOf ? .always : .never }
+            return .oneOf(OrdinalSet(list.compactMap { $0 }), negate: op == .notOneOf)
+        case .isTrue: return .isTrue
+        case .isFalse: return .isFalse
+        }
+    }
+
+    /// `JsonSerializer.Deserialize<List<string>>(text)`: `.some(nil)` for the literal `null`, `.some(list)` for an
+    /// array of strings and nulls, `nil` (invalid) for anything else.
+    static func decodeStringList(_ text: String) -> [String?]?? {
+        guard let json = try? JSONValue.parse(text) else { return nil }
+        switch json {
+        case .null:
+            return .some(nil)
+        case .array(let elements):
+            var list: [String?] = []
+            list.reserveCapacity(elements.count)
+            for element in elements {
+                switch element {
+                case .string(let s): list.append(s)
+                case .null: list.append(nil)
+                default: return nil
+                }
+            }
+            return .some(list)
+        default:
+            return nil
+        }
+    }
+
+    /// A plain (non-segment) condition against `user`, with the .NET null wrapper: a `nil` user value never matches.
+    @inline(__always)
+    func matchesPlain(_ user: EndUser) -> Bool {
+        let userValue: String?
+        if let property { userValue = user.value(ofNonBlank: property) } else { userValue = "" }
+        guard let userValue else { return false }
+        switch test {
+        case .never, .segment:
+            return false
+        case .always:
+            return true
+        case .numeric(let rule, let less, let equal, let greater):
+            guard let u = DotNetNumber.parseDouble(userValue), !u.isNaN else { return false }
+            return u < rule ? less : (u > rule ? greater : equal)
+        case .equal(let v, let negate):
+            return Ordinal.equals(userValue, v) != negate
+        case .contains(let v, let negate):
+            return Ordinal.contains(userValue, v) != negate
+        case .startsWith(let v):
+            return Ordinal.hasPrefix(userValue, v)
+        case .endsWith(let v):
+            return Ordinal.hasSuffix(userValue, v)
+        case .regex(let regex, let negate):
+            return regex.isMatch(userValue) != negate
+        case .oneOf(let set, let negate):
+            return set.contains(userValue) != negate
+        case .isTrue:
+            return EndUser.asciiCaseInsensitiveEquals(userValue, "true")
+        case .isFalse:
+            return EndUser.asciiCaseInsensitiveEquals(userValue, "false")
+        }
+    }
+}
