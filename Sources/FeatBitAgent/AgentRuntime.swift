@@ -30,7 +30,7 @@ struct AgentRuntime {
         var settings = StreamingHub.Settings()
         settings.tokenExpiryMillis = Int64(configuration.tokenExpirySeconds) * 1000
         let group = MultiThreadedEventLoopGroup.singleton
-        self.hub = StreamingHub(store: store, eventLoopGroup: group, settings: settings, clientBuilder: nil, logger: logger)
+        self.hub = StreamingHub(store: store, eventLoopGroup: group, settings: settings, logger: logger)
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
         self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: nil, metrics: metrics,

@@ -20,6 +20,10 @@ public struct DataItem: Sendable {
     public let key: String?
     /// Flags only: the raw `value` texts of its segment conditions, for the fan-out of spec §3.7.
     let segmentConditionValues: [String?]
+    /// Flags only: the evaluation-ready model, parsed once when the item arrives.
+    public let flagModel: FlagModel?
+    /// Segments only: the evaluation-ready model.
+    public let segmentModel: SegmentModel?
 
     /// Builds an item from its JSON; throws a reason naming the missing or malformed field.
     public init(kind: ItemKind, json: JSONValue) throws(DataSetError) {
@@ -51,9 +55,13 @@ public struct DataItem: Sendable {
                 }
             }
             self.segmentConditionValues = values
+            self.flagModel = FlagModel(json: json, updatedAt: updatedAt)
+            self.segmentModel = nil
         } else {
             self.key = nil
             self.segmentConditionValues = []
+            self.flagModel = nil
+            self.segmentModel = SegmentModel(json: json, updatedAt: updatedAt)
         }
     }
 

@@ -6,7 +6,7 @@
 public struct SDKSession: Sendable {
     public enum State: Sendable, Equatable {
         /// Accepted; `user` is the client SDK's current user (set by its data-sync).
-        case open(type: HandshakeValidator.ConnectionType, envId: String, user: JSONValue?)
+        case open(type: HandshakeValidator.ConnectionType, envId: String, user: EndUser?)
         /// A close was sent or decided; nothing more is written.
         case closed
     }
@@ -47,8 +47,7 @@ public struct SDKSession: Sendable {
     /// A complete text (or binary) message from the SDK.
     public mutating func receive<Bytes: Collection>(
         _ bytes: Bytes,
-        snapshot: DataSnapshot,
-        evaluator: ClientPayloadBuilder?
+        snapshot: DataSnapshot
     ) -> [Action] where Bytes.Element == UInt8 {
         guard case .open(let type, let envId, _) = state else { return [] }
         let message: InboundMessage
@@ -69,25 +68,23 @@ public struct SDKSession: Sendable {
             case .server:
                 return [.send(SDKPayload.serverReply(to: timestamp, in: env))]
             case .client:
-                guard let evaluator, let user, let reply = evaluator.reply(to: timestamp, user: user, in: env) else {
-                    return [.invalidUser]
-                }
-                state = .open(type: type, envId: envId, user: user)
-                return [.send(reply)]
+                // Each client data-sync (re)attaches its user: that is how "identify" works.
+                guard let userJSON = user, let endUser = EndUser.parse(userJSON) else { return [.invalidUser] }
+                state = .open(type: type, envId: envId, user: endUser)
+                return [.send(ClientSDKResponder.reply(to: timestamp, user: endUser, in: env))]
             }
         }
     }
 
     /// A change to this session's environment: what to push (spec §2.5, §3.7).
-    public func push(_ delta: EnvironmentDelta, serverMessages: [[UInt8]], snapshot: DataSnapshot,
-                     evaluator: ClientPayloadBuilder?) -> [Action] {
+    public func push(_ delta: EnvironmentDelta, serverMessages: [[UInt8]], snapshot: DataSnapshot) -> [Action] {
         guard case .open(let type, _, let user) = state else { return [] }
         switch type {
         case .server:
             return serverMessages.map { .send($0) }
         case .client:
             // Clients that have not identified yet are skipped (spec §2.5).
-            guard let user, let evaluator, let message = evaluator.push(delta, user: user, snapshot: snapshot) else {
+            guard let user, let message = ClientSDKResponder.push(delta, user: user, snapshot: snapshot) else {
                 return []
             }
             return [.send(message)]
@@ -116,12 +113,34 @@ public struct SDKSession: Sendable {
     }
 }
 
-/// What a session needs for client SDKs: per-user evaluation (provided by the evaluator).
-public protocol ClientPayloadBuilder: Sendable {
-    /// The reply to a client `data-sync`; `nil` if `user` is not a valid end user.
-    func reply(to timestamp: Int64, user: JSONValue, in env: EnvironmentSnapshot?) -> [UInt8]?
-    /// The push for a change, evaluated for `user`; `nil` when nothing is to be sent.
-    func push(_ delta: EnvironmentDelta, user: JSONValue, snapshot: DataSnapshot) -> [UInt8]?
+/// Client-SDK replies and pushes, evaluated for the connection's user with the items' cached models.
+public enum ClientSDKResponder {
+    /// The reply to a client `data-sync` (spec §2.4.2).
+    public static func reply(to timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?) -> [UInt8] {
+        ClientPayload.reply(to: timestamp, user: user, in: env, flagModel: model(of:), segmentModel: model(of:))
+    }
+
+    /// The push for a change (spec §2.5, §3.7): changed flags, plus the flags that reference a changed segment,
+    /// evaluated for `user`; everything after a replace that removed items; `nil` when no flag is affected.
+    public static func push(_ delta: EnvironmentDelta, user: EndUser, snapshot: DataSnapshot) -> [UInt8]? {
+        guard let env = snapshot.environments[delta.envId] else { return nil }
+        if delta.needsFull { return reply(to: 0, user: user, in: env) }
+        var flags: [String: DataItem] = [:]
+        for flag in delta.flags { flags[flag.id] = env.flags[flag.id] ?? flag }
+        if !delta.segments.isEmpty {
+            for flag in env.sortedFlags where flags[flag.id] == nil {
+                if delta.segments.contains(where: { flag.references(segmentId: $0.id) }) { flags[flag.id] = flag }
+            }
+        }
+        guard !flags.isEmpty else { return nil }
+        let ordered = flags.values.sorted { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
+        let segments = env.segmentModels
+        return ClientPayload.dataSync(eventType: .patch, user: user, flags: ordered.map(model(of:)),
+                                      segments: { segments[$0] })
+    }
+
+    static func model(of item: DataItem) -> FlagModel { item.flagModel ?? FlagModel(item: item) }
+    static func model(of item: DataItem) -> SegmentModel { item.segmentModel ?? SegmentModel(item: item) }
 }
 
 /// The server-SDK pushes for a delta, serialised once per environment and change (spec §2.5, §3.7).

@@ -12,6 +12,8 @@ public struct EnvironmentSnapshot: Sendable {
     public let version: Int64
     /// `{"messageType":"data-sync","data":{"eventType":"full",…}}` for server SDKs.
     public let serverFullMessage: [UInt8]
+    /// Segment models by id, for evaluating client SDK flags.
+    public let segmentModels: [String: SegmentModel]
 
     public init(envId: String, secrets: [SecretRecord], flags: [String: DataItem], segments: [String: DataItem]) {
         self.envId = envId
@@ -23,6 +25,7 @@ public struct EnvironmentSnapshot: Sendable {
         self.sortedSegments = segments.values.sorted(by: ascending)
         self.version = max(sortedFlags.last?.updatedAt ?? 0, sortedSegments.last?.updatedAt ?? 0)
         self.serverFullMessage = SDKPayload.serverDataSync(eventType: .full, flags: sortedFlags, segments: sortedSegments)
+        self.segmentModels = segments.compactMapValues(\.segmentModel)
     }
 
     /// Flags and segments strictly newer than `timestamp` (the patch filter of spec §2.4.1).

@@ -59,6 +59,9 @@ public struct AgentRoutes: Sendable {
         router.post("/api/public/sdk/client/latest-all") { request, context in
             try await clientLatestAll(request, context: context)
         }
+        router.post("/api/public/featureflag/evaluate") { request, context in
+            try await evaluateFlags(request, context: context)
+        }
         router.post("/api/public/insight/track") { request, context in
             try await trackInsights(request, context: context)
         }
@@ -91,22 +94,28 @@ public struct AgentRoutes: Sendable {
     private func clientLatestAll(_ request: Request, context: BasicRequestContext) async throws -> Response {
         guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
         guard let timestamp = Self.timestamp(request) else { return Self.text("invalid timestamp", status: .badRequest) }
-        guard let builder = hub.clientBuilder else { return Self.text("client SDKs are not supported", status: .notImplemented) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
-        guard let user = try? JSONValue.parse(body.readableBytesView) else {
-            return Self.text("request body is not JSON", status: .badRequest)
+        guard let json = try? JSONValue.parse(body.readableBytesView) else {
+            return Self.error("request body is not a JSON end user", status: .badRequest)
         }
+        guard let user = EndUser.parse(json) else { return Self.text("invalid end user", status: .badRequest) }
         let env = store.snapshot.environments[envId.featbitString]
-        guard let reply = builder.reply(to: timestamp, user: user, in: env) else {
-            return Self.text("invalid end user", status: .badRequest)
-        }
-        if timestamp > 0, Self.isEmptyClientPatch(reply) { return Self.empty(.ok) }
-        return Self.json(reply)
+        let reply = ClientPayload.latestAllBody(timestamp: timestamp, user: user, in: env,
+                                                flagModel: { $0.flagModel ?? FlagModel(item: $0) },
+                                                segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) })
+        return reply.isEmpty ? Self.empty(.ok) : Self.json(reply)
     }
 
-    static func isEmptyClientPatch(_ reply: [UInt8]) -> Bool {
-        guard let json = try? JSONValue.parse(reply) else { return false }
-        return json["data"]?["featureFlags"]?.arrayValue?.isEmpty ?? false
+    private func evaluateFlags(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
+        let body = try await request.body.collect(upTo: 1024 * 1024)
+        let env = store.snapshot.environments[envId.featbitString]
+        switch EvaluateAPI.answer(bodyBytes: Array(body.readableBytesView), in: env,
+                                  flagModel: { $0.flagModel ?? FlagModel(item: $0) },
+                                  segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) }) {
+        case .success(let bytes): return Self.json(bytes)
+        case .failure(let failure): return Self.text(failure.text, status: .badRequest)
+        }
     }
 
     private func trackInsights(_ request: Request, context: BasicRequestContext) async throws -> Response {

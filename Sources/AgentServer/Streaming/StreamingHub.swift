@@ -24,7 +24,6 @@ public final class StreamingHub: Sendable {
 
     public let store: DataStore
     public let settings: Settings
-    public let clientBuilder: (any ClientPayloadBuilder)?
     let logger: Logger
     let now: @Sendable () -> Int64
 
@@ -42,13 +41,11 @@ public final class StreamingHub: Sendable {
         store: DataStore,
         eventLoopGroup: any EventLoopGroup,
         settings: Settings = .init(),
-        clientBuilder: (any ClientPayloadBuilder)? = nil,
         logger: Logger,
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) {
         self.store = store
         self.settings = settings
-        self.clientBuilder = clientBuilder
         self.logger = logger
         self.now = now
         var registries: [ObjectIdentifier: LoopRegistry] = [:]

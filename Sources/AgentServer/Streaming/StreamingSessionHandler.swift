@@ -57,7 +57,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
             // Binary frames are parsed like text (spec §2.2).
             let data = frame.unmaskedData
             let actions = data.withUnsafeReadableBytes { bytes in
-                session.receive(bytes, snapshot: hub.store.snapshot, evaluator: hub.clientBuilder)
+                session.receive(bytes, snapshot: hub.store.snapshot)
             }
             perform(actions, context: context)
         case .ping:
@@ -115,7 +115,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
             }
             if !serverBuffers.isEmpty { context.flush() }
         case .client:
-            perform(session.push(delta, serverMessages: [], snapshot: snapshot, evaluator: hub.clientBuilder), context: context)
+            perform(session.push(delta, serverMessages: [], snapshot: snapshot), context: context)
         }
     }
 
