@@ -1,0 +1,136 @@
+"""End-to-end harness: runs the built featbit-agent binary on 127.0.0.1 and a free port, and the real FeatBit
+Python SDK (fb-python-sdk from PyPI) against it. Every process started here is stopped by its fixture."""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+AGENT_BIN = os.environ.get("FEATBIT_AGENT_BIN", str(ROOT / ".build" / "debug" / "featbit-agent"))
+
+ENV_ID = "226b9bf8-4af3-4ffa-9b01-162270e4cd40"
+SERVER_SECRET = "E0ZC__zC8EeQoxEDF-iR9g-JtrIvNK-k-bARYicOTNQA"
+CLIENT_SECRET = "0kqduqWZkESt2VSgsd9tEQ-JtrIvNK-k-bARYicOTNQA"
+API_KEY = "rp-MDcwNTEzNDExNzQ3MQtXO7IPcN6U-z5fAktj18CQ"
+TESTER = {"key": "3db19c81-e149-4b97-8a0d-79d34531fe59", "name": "tester",
+          "email": "tester@featbit.com", "role": "qa", "location": "127.0.0.1"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_data_set(edit=None):
+    """FeatBit's fake data set in the bootstrap/backup format, optionally edited."""
+    flags = json.loads((FIXTURES / "featbit-fake-data" / "flags.json").read_text())
+    segments = json.loads((FIXTURES / "featbit-fake-data" / "segments.json").read_text())
+    if edit:
+        edit(flags, segments)
+    secrets = [
+        {"type": "server", "projectKey": "webapp", "envId": ENV_ID, "envKey": "dev", "value": SERVER_SECRET},
+        {"type": "client", "projectKey": "webapp", "envId": ENV_ID, "envKey": "dev", "value": CLIENT_SECRET},
+    ]
+    return {"eventType": "rp_full", "items": [{"envId": ENV_ID, "secrets": secrets, "featureFlags": flags, "segments": segments}]}
+
+
+class Agent:
+    def __init__(self, tmp_path, env=None, args=None):
+        self.port = free_port()
+        self.stdout = open(tmp_path / f"agent-{self.port}.out", "w+")
+        self.stderr = open(tmp_path / f"agent-{self.port}.err", "w+")
+        full_env = {k: v for k, v in os.environ.items() if k not in ("Mode", "ApiKey", "DataFile", "DbPath", "Port")}
+        full_env.update({"Port": str(self.port), "BindAddress": "127.0.0.1", "DbPath": "none"})
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([AGENT_BIN] + (args or []), env=full_env, stdout=self.stdout, stderr=self.stderr,
+                                     cwd=tmp_path)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited with {self.proc.returncode}: {self.read_stderr()}")
+            try:
+                urllib.request.urlopen(self.url + "/health/liveness", timeout=1).read()
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.05)
+        raise AssertionError("agent did not start listening")
+
+    def request(self, method, path, body=None, headers=None):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def bootstrap(self, data_set, api_key=API_KEY):
+        return self.request("POST", "/api/public/proxy/bootstrap", data_set,
+                            {"Authorization": api_key, "Content-Type": "application/json"})
+
+    def read_stderr(self):
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    agents = []
+
+    def start(env=None, args=None, wait=True):
+        agent = Agent(tmp_path, env, args)
+        agents.append(agent)
+        return agent.wait_listening() if wait else agent
+
+    yield start
+    for agent in agents:
+        agent.stop(signal.SIGKILL if agent.proc.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture
+def sdk_clients():
+    from fbclient.client import FBClient
+    from fbclient.config import Config
+    clients = []
+
+    def make(agent, secret=SERVER_SECRET, start_wait=10):
+        client = FBClient(Config(secret, event_url=agent.url, streaming_url=agent.ws_url), start_wait=start_wait)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.stop()
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
