@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Upstream
 
 /// Wires the modules together for one configuration and runs them as services until SIGTERM/SIGINT.
 struct AgentRuntime {
@@ -31,13 +32,26 @@ struct AgentRuntime {
         settings.tokenExpiryMillis = Int64(configuration.tokenExpirySeconds) * 1000
         let group = MultiThreadedEventLoopGroup.singleton
         self.hub = StreamingHub(store: store, eventLoopGroup: group, settings: settings, logger: logger)
-        var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
-        routeSettings.forwardEvents = configuration.forwardEvents
-        self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: nil, metrics: metrics,
-                                  logger: logger)
-
         var services: [any Service] = []
         var notes: [String] = []
+
+        let insights = InsightsPipeline(mode: Self.insightsMode(configuration, notes: &notes), logger: logger)
+        services.append(insights)
+        var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
+        routeSettings.forwardEvents = configuration.forwardEvents
+        self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: insights, metrics: metrics,
+                                  logger: logger)
+
+        if configuration.mode == .auto, let streamingUri = configuration.streamingUri, let apiKey = configuration.apiKey {
+            let registrar = AgentRegistrar(
+                settings: .init(streamingUri: streamingUri, apiKey: apiKey, agentId: configuration.agentId),
+                status: status, logger: logger)
+            let upstream = UpstreamClient(settings: .init(streamingUri: streamingUri, apiKey: apiKey), store: store,
+                                          status: status, logger: logger, agentId: { registrar.agentId })
+            services.append(registrar)
+            services.append(upstream)
+            notes.append("syncing from \(streamingUri) as agent \(configuration.agentId)")
+        }
         if configuration.mode == .offline {
             if let path = configuration.dataFile {
                 do {
@@ -58,6 +72,30 @@ struct AgentRuntime {
         }
         self.services = services
         self.startupNotes = notes
+    }
+
+    /// The insights path for the configuration (data protection: forward, anonymize, local or drop).
+    static func insightsMode(_ configuration: AgentConfiguration, notes: inout [String]) -> InsightsPipeline.Mode {
+        switch configuration.insightsMode {
+        case .drop:
+            notes.append("insights: dropped")
+            return .drop
+        case .forward, .anonymize:
+            guard let eventUri = configuration.eventUri else {
+                notes.append("insights: dropped (no EventUri to forward them to)")
+                return .drop
+            }
+            if configuration.insightsMode == .forward {
+                notes.append("insights: forwarded to \(eventUri)")
+                return .forward(eventUri: eventUri)
+            }
+            notes.append("insights: anonymised, then forwarded to \(eventUri)")
+            return .anonymize(eventUri: eventUri, InsightAnonymizer(key: InsightAnonymizer.newKey(),
+                                                                    allowedProperties: configuration.insightsAllowProperties))
+        case .local:
+            notes.append("insights: kept locally")
+            return .drop
+        }
     }
 
     func run() async throws {

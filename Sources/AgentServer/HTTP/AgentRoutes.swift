@@ -4,12 +4,6 @@ import Hummingbird
 import Logging
 import Prometheus
 
-/// Receives SDK usage events posted to `/api/public/insight/track` (forwarding, anonymising or keeping them is the
-/// insights pipeline's job). Must never block the request on the upstream.
-public protocol InsightSink: Sendable {
-    func accept(body: [UInt8], authorization: String)
-}
-
 /// The HTTP API (spec §6): SDK endpoints, the admin API under `/api/public/proxy/` and its `/api/proxy/` alias,
 /// health, metrics, with CORS open to any origin as the official agent.
 public struct AgentRoutes: Sendable {

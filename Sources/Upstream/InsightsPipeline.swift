@@ -1,0 +1,194 @@
+import AgentCore
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// The path of SDK usage events (`POST /api/public/insight/track`) per `InsightsMode`:
+/// `forward` (batched, retried with backoff, bounded buffer), `anonymize` (the same after `InsightAnonymizer`),
+/// `local` (kept in featbit.db, never forwarded) or `drop`. `accept` never blocks: the HTTP answer is 200 at once and
+/// what does not fit the buffer is dropped, counted and logged.
+public final class InsightsPipeline: InsightSink, Service, Sendable {
+    public enum Mode: Sendable {
+        case forward(eventUri: String)
+        case anonymize(eventUri: String, InsightAnonymizer)
+        /// Keeps `(receivedAtMillis, envId, body)` rows locally.
+        case local(store: @Sendable ([(Int64, String?, [UInt8])]) throws -> Void)
+        case drop
+    }
+
+    public struct Settings: Sendable {
+        /// Buffered request bodies at most (each is one SDK POST, ≤ 50 events for the Python SDK).
+        public var capacity = 10_000
+        public var flushInterval: Duration = .seconds(1)
+        /// Insight objects per upstream POST.
+        public var maxBatch = 500
+        public var requestTimeout: Duration = .seconds(5)
+        public var maxBackoff: Duration = .seconds(60)
+        public init() {}
+    }
+
+    struct Pending: Sendable {
+        let authorization: String
+        let insights: [JSONValue]
+        let receivedAt: Int64
+        let body: [UInt8]
+    }
+
+    private let mode: Mode
+    private let settings: Settings
+    private let http: HTTPClient
+    private let logger: Logger
+    private let buffer = Mutex<[Pending]>([])
+    private let dropped = Counter(label: "featbit_agent_insights_dropped_total")
+    private let accepted = Counter(label: "featbit_agent_insights_accepted_total")
+    private let forwarded = Counter(label: "featbit_agent_insights_forwarded_total")
+    private let droppedSinceLog = Atomic<Int>(0)
+
+    public init(mode: Mode, settings: Settings = .init(), http: HTTPClient = .shared, logger: Logger) {
+        self.mode = mode
+        self.settings = settings
+        self.http = http
+        self.logger = logger
+    }
+
+    /// Bodies waiting to be sent or stored.
+    public var pendingCount: Int { buffer.withLock { $0.count } }
+
+    public func accept(body: [UInt8], authorization: String) {
+        if case .drop = mode {
+            dropped.increment()
+            return
+        }
+        guard case .array(let insights)? = try? JSONValue.parse(body) else {
+            logger.info("ignored an insight body that is not a JSON array", metadata: ["event": "insights-malformed"])
+            return
+        }
+        let item = Pending(authorization: authorization, insights: insights,
+                           receivedAt: Int64(Date().timeIntervalSince1970 * 1000), body: body)
+        let fits = buffer.withLock { pending -> Bool in
+            guard pending.count < settings.capacity else { return false }
+            pending.append(item)
+            return true
+        }
+        if fits {
+            accepted.increment(by: insights.count)
+        } else {
+            dropped.increment(by: insights.count)
+            droppedSinceLog.add(insights.count, ordering: .relaxed)
+        }
+    }
+
+    public func run() async throws {
+        var backoff: Duration = .zero
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: settings.flushInterval + backoff)
+            reportDrops()
+            backoff = await flush() ? .zero : min(settings.maxBackoff, max(.seconds(1), backoff * 2))
+        }
+        // Graceful shutdown: one last flush.
+        _ = await flush()
+        reportDrops()
+    }
+
+    private func reportDrops() {
+        let count = droppedSinceLog.exchange(0, ordering: .relaxed)
+        if count > 0 {
+            logger.warning("insight buffer full; events dropped", metadata: ["event": "insights-dropped", "count": "\(count)"])
+        }
+    }
+
+    /// Sends or stores everything buffered. Returns false if something failed and was put back.
+    @discardableResult
+    public func flush() async -> Bool {
+        let batch = buffer.withLock { pending -> [Pending] in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        guard !batch.isEmpty else { return true }
+        switch mode {
+        case .drop:
+            return true
+        case .local(let store):
+            do {
+                let envIds = batch.map { SecretCodec.envId(fromSecret: $0.authorization)?.featbitString }
+                try store(zip(batch, envIds).map { ($0.receivedAt, $1, $0.body) })
+                return true
+            } catch {
+                logger.error("could not keep insights locally", metadata: ["event": "insights-local-failed", "error": "\(error)"])
+                requeue(batch)
+                return false
+            }
+        case .forward(let eventUri):
+            return await forward(batch, to: eventUri, transform: { $0 })
+        case .anonymize(let eventUri, let anonymizer):
+            return await forward(batch, to: eventUri, transform: anonymizer.anonymizeInsight)
+        }
+    }
+
+    private func forward(_ batch: [Pending], to eventUri: String, transform: (JSONValue) -> JSONValue) async -> Bool {
+        var failed: [Pending] = []
+        // One POST per environment secret (FeatBit attributes events by it), in chunks of maxBatch objects.
+        let groups = Dictionary(grouping: batch, by: \.authorization)
+        for (authorization, items) in groups.sorted(by: { $0.key < $1.key }) {
+            let insights = items.flatMap(\.insights).map(transform)
+            var start = 0
+            while start < insights.count {
+                let chunk = Array(insights[start..<min(insights.count, start + settings.maxBatch)])
+                if await post(chunk, authorization: authorization, to: eventUri) {
+                    forwarded.increment(by: chunk.count)
+                } else {
+                    failed.append(Pending(authorization: authorization, insights: Array(insights[start...]),
+                                          receivedAt: items[0].receivedAt, body: []))
+                    break
+                }
+                start += settings.maxBatch
+            }
+        }
+        if !failed.isEmpty { requeue(failed) }
+        return failed.isEmpty
+    }
+
+    private func post(_ insights: [JSONValue], authorization: String, to eventUri: String) async -> Bool {
+        var base = eventUri
+        while base.hasSuffix("/") { base.removeLast() }
+        var request = HTTPClientRequest(url: base + "/api/public/insight/track")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: authorization)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "featbit-agent")
+        request.body = .bytes(ByteBuffer(bytes: JSONWriter.bytes(.array(insights))))
+        do {
+            let response = try await http.execute(request, timeout: .seconds(Int64(settings.requestTimeout.components.seconds)))
+            _ = try? await response.body.collect(upTo: 1024 * 1024)
+            if (200..<300).contains(Int(response.status.code)) { return true }
+            logger.warning("insight forwarding rejected; will retry", metadata: [
+                "event": "insights-forward-failed", "status": "\(response.status.code)", "count": "\(insights.count)",
+            ])
+        } catch {
+            logger.warning("insight forwarding failed; will retry", metadata: [
+                "event": "insights-forward-failed", "error": "\(error)", "count": "\(insights.count)",
+            ])
+        }
+        return false
+    }
+
+    /// Puts failed work back at the front, within the capacity; the oldest overflow is dropped and counted.
+    private func requeue(_ items: [Pending]) {
+        let overflow = buffer.withLock { pending -> Int in
+            var merged = items + pending
+            let excess = max(0, merged.count - settings.capacity)
+            let lost = merged.prefix(excess).reduce(0) { $0 + $1.insights.count }
+            merged.removeFirst(excess)
+            pending = merged
+            return lost
+        }
+        if overflow > 0 {
+            dropped.increment(by: overflow)
+            droppedSinceLog.add(overflow, ordering: .relaxed)
+        }
+    }
+}

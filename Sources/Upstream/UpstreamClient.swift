@@ -1,0 +1,214 @@
+import AgentCore
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
+import WSClient
+
+/// Auto mode's link to the FeatBit evaluation server: one relay-proxy WebSocket, the data-sync of spec §3.4 after
+/// every (re)connect, every `rp_full`/`rp_patch`/`patch` applied to the store, keep-alive pings, `rp-agent-status`
+/// every 60 s, and reconnects per `UpstreamSync`. It never stops the agent serving the data it has.
+public final class UpstreamClient: Service, Sendable {
+    public struct Settings: Sendable {
+        public var streamingUri: String
+        public var apiKey: String
+        public var pingInterval: Duration = .seconds(15)
+        public var statusInterval: Duration = .seconds(60)
+        /// No message at all for this long (pongs included) means the link is dead: reconnect.
+        public var silenceTimeout: Duration = .seconds(45)
+        /// A full re-sync on the open socket, so environments added to the relay proxy's scope appear (spec §8.11).
+        public var fullResyncInterval: Duration = .seconds(30 * 60)
+        /// Largest upstream message accepted; larger ones close the socket (and the agent reconnects).
+        public var maxMessageBytes: Int = 64 * 1024 * 1024
+        public var connectTimeout: Duration = .seconds(10)
+
+        public init(streamingUri: String, apiKey: String) {
+            self.streamingUri = streamingUri
+            self.apiKey = apiKey
+        }
+
+        /// `StreamingUri` without a trailing `/` + `/streaming?type=relay-proxy&token=<ApiKey>` (spec §3.1).
+        public var url: String {
+            var base = streamingUri
+            while base.hasSuffix("/") { base.removeLast() }
+            let token = apiKey.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? apiKey
+            return "\(base)/streaming?type=relay-proxy&token=\(token)"
+        }
+    }
+
+    private let settings: Settings
+    private let store: DataStore
+    private let status: AgentStatusBoard
+    private let agentId: @Sendable () -> String?
+    private let logger: Logger
+    private let sync = Mutex(UpstreamSync())
+    private let messagesApplied = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "applied")])
+    private let messagesRejected = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "rejected")])
+    private let reconnects = Counter(label: "featbit_agent_upstream_reconnects_total")
+
+    /// - Parameter agentId: the registered agent id, once registration succeeded (status reports wait for it).
+    public init(settings: Settings, store: DataStore, status: AgentStatusBoard, logger: Logger,
+                agentId: @escaping @Sendable () -> String?) {
+        self.settings = settings
+        self.store = store
+        self.status = status
+        self.logger = logger
+        self.agentId = agentId
+        publish()
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await self.connectLoop()
+        } onGracefulShutdown: {
+            self.sync.withLock { $0.stop() }
+            self.publish()
+        }
+    }
+
+    private func connectLoop() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let closeCode = await connectOnce()
+            if Task.isCancelled || Task.isShuttingDownGracefully { break }
+            let delay = sync.withLock { $0.disconnected(closeCode: closeCode, random: Double.random(in: 0..<1)) }
+            publish()
+            reconnects.increment()
+            let refused = sync.withLock { $0.refused }
+            if refused {
+                logger.error("the FeatBit server refused the relay-proxy key (4003); check ApiKey. Still serving the data held; retrying slowly",
+                             metadata: ["event": "upstream-refused", "retryInSeconds": "\(Int(delay))"])
+            } else {
+                logger.warning("upstream connection lost; still serving the data held", metadata: [
+                    "event": "upstream-disconnected", "closeCode": "\(closeCode.map(String.init) ?? "none")",
+                    "retryInSeconds": "\(String(format: "%.1f", delay))",
+                ])
+            }
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+        }
+        sync.withLock { $0.stop() }
+        publish()
+    }
+
+    /// One connection's life. Returns the close code the server sent, if any.
+    private func connectOnce() async -> UInt16? {
+        let configuration = WebSocketClientConfiguration(maxFrameSize: settings.maxMessageBytes, autoPing: .disabled)
+        do {
+            let close = try await WebSocketClient.connect(url: settings.url, configuration: configuration, logger: logger) {
+                inbound, outbound, _ in
+                self.logger.info("connected to the FeatBit server", metadata: ["event": "upstream-connected"])
+                try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot), as: UTF8.self)))
+                let lastMessage = LastMessageClock()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await self.keepAlive(outbound, lastMessage: lastMessage) }
+                    group.addTask { try await self.reportStatus(outbound) }
+                    group.addTask { try await self.fullResync(outbound) }
+                    for try await message in inbound.messages(maxSize: self.settings.maxMessageBytes) {
+                        lastMessage.touch()
+                        switch message {
+                        case .text(let text): self.handle(Array(text.utf8))
+                        case .binary(let buffer): self.handle(Array(buffer.readableBytesView))
+                        }
+                    }
+                    group.cancelAll()
+                }
+            }
+            return close.map { UInt16(webSocketErrorCode: $0.closeCode) }
+        } catch {
+            logger.debug("upstream connection failed", metadata: ["event": "upstream-connect-failed", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Applies one upstream message; bad input is logged and dropped, the data already held stays.
+    func handle(_ bytes: [UInt8]) {
+        switch UpstreamMessage.parse(bytes) {
+        case .success(.ignored):
+            return
+        case .success(.full(let environments)):
+            let applied = store.apply(.replace(environments))
+            accepted(kind: "rp_full", changed: applied)
+        case .success(.patch(let environments)):
+            let applied = store.apply(.upsert(environments))
+            accepted(kind: "patch", changed: applied)
+        case .failure(let rejection):
+            messagesRejected.increment()
+            sync.withLock { $0.applyFailed() }
+            publish()
+            logger.error("rejected a message from the FeatBit server; keeping the data held", metadata: [
+                "event": "upstream-message-rejected", "reason": "\(rejection)", "bytes": "\(bytes.count)",
+            ])
+        }
+    }
+
+    private func accepted(kind: String, changed: AppliedChange?) {
+        messagesApplied.increment()
+        sync.withLock { $0.applied(now: Int64(Date().timeIntervalSince1970 * 1000)) }
+        publish()
+        logger.debug("applied upstream data-sync", metadata: [
+            "event": "upstream-applied", "kind": "\(kind)", "changed": "\(changed != nil)",
+            "sequence": "\(store.snapshot.sequence)",
+        ])
+    }
+
+    private func keepAlive(_ outbound: WebSocketOutboundWriter, lastMessage: LastMessageClock) async throws {
+        let ping = String(decoding: UpstreamRequest.ping, as: UTF8.self)
+        while true {
+            try await Task.sleep(for: settings.pingInterval)
+            if lastMessage.silence > settings.silenceTimeout {
+                logger.warning("no message from the FeatBit server for too long; reconnecting", metadata: ["event": "upstream-silent"])
+                try await outbound.close(.goingAway, reason: "keep-alive timeout")
+                return
+            }
+            try await outbound.write(.text(ping))
+        }
+    }
+
+    private func reportStatus(_ outbound: WebSocketOutboundWriter) async throws {
+        while true {
+            if let agentId = agentId() {
+                let values = status.values
+                let message = UpstreamRequest.agentStatus(
+                    agentId: agentId, snapshot: store.snapshot, syncState: values.syncState,
+                    lastSyncedAt: values.lastSyncedAt, now: Int64(Date().timeIntervalSince1970 * 1000))
+                try await outbound.write(.text(String(decoding: message, as: UTF8.self)))
+                try await Task.sleep(for: settings.statusInterval)
+            } else {
+                // Not registered yet: look again soon.
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func fullResync(_ outbound: WebSocketOutboundWriter) async throws {
+        while true {
+            try await Task.sleep(for: settings.fullResyncInterval)
+            let request = UpstreamRequest.dataSync(for: store.snapshot, forceFull: true)
+            try await outbound.write(.text(String(decoding: request, as: UTF8.self)))
+        }
+    }
+
+    /// Copies the sync state to the status board (status, readiness, status reports).
+    private func publish() {
+        let current = sync.withLock { $0 }
+        status.update { values in
+            values.syncState = current.state
+            if let at = current.lastSyncedAt { values.lastSyncedAt = at }
+            if current.state == .stable { values.dataMayBeStale = false }
+            if current.refused {
+                values.problems["upstream"] = "the FeatBit server refused the relay-proxy key (close 4003)"
+            } else {
+                values.problems["upstream"] = nil
+            }
+        }
+    }
+}
+
+/// When the last upstream message arrived (monotonic), shared by the reader and the keep-alive task.
+private final class LastMessageClock: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+    func touch() { instant.withLock { $0 = .now } }
+    var silence: Duration { ContinuousClock.now - instant.withLock { $0 } }
+}
