@@ -5,7 +5,7 @@ import Synchronization
 /// One open `/streaming` connection. Everything sent to it goes through its queue, drained in order by the
 /// socket's writer task, so replies and pushes never interleave within a message.
 public final class SimConnection: Sendable {
-    public enum Kind: Sendable {
+    public enum Kind: Sendable, Equatable {
         /// A relay proxy, with the server secrets its key resolved to when it connected (spec §3.3: pushes and
         /// `rp_patch` items follow this connect-time set).
         case relayProxy(key: String, secrets: [SecretRecord])
