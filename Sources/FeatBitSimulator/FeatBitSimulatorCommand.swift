@@ -60,6 +60,19 @@ struct FeatBitSimulatorCommand: AsyncParsableCommand {
         let app = SimulatorServer.makeApplication(simulator: simulator, host: host, port: port, logger: logger) { port in
             FileHandle.standardOutput.write(Data("featbit-sim listening on port \(port)\n".utf8))
         }
-        try await app.runService()
+        // Like the evaluation server (spec §2.6, §8.22), a stop aborts the sockets: SIGTERM/SIGINT end the process at
+        // once, so peers see the TCP connection drop without a WebSocket close frame (1006), never a 1000.
+        let signals = [SIGTERM, SIGINT].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
+            source.setEventHandler {
+                logger.info("featbit-sim stopping", metadata: ["signal": "\(signalNumber)"])
+                Foundation.exit(0)
+            }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        try await app.runService(gracefulShutdownSignals: [])
     }
 }
