@@ -245,7 +245,7 @@ struct SimulatorRoutes: Sendable {
         case .parsed(let value): json = value
         case .rejected(let response): return response
         }
-        let touch = request.uri.queryParameters.get("touch") == "true"
+        let touch = ["true", "1"].contains(request.uri.queryParameters.get("touch")?.lowercased() ?? "")
         var entities: [JSONValue] = json.arrayValue ?? [json]
         if touch {
             var stamp = simulator.touchTimestamp()
