@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "featbit-agent", targets: ["FeatBitAgent"]),
         .executable(name: "bench-eval", targets: ["BenchEval"]),
+        .executable(name: "featbit-sim", targets: ["FeatBitSimulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // Pure model, codecs, store and change feed: no networking, no disk.
@@ -89,7 +91,45 @@ let package = Package(
         ),
         // Evaluator micro-benchmark (scripts/bench-eval).
         .executableTarget(name: "BenchEval", dependencies: ["AgentCore"]),
+        // FeatBit evaluation-server simulator ("the upstream" of e2e tests, demo and benchmarks): its state and
+        // payload building (pure) plus its Hummingbird server; the executable only parses options.
+        .target(
+            name: "FeatBitSimulatorCore",
+            dependencies: [
+                "AgentCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "FeatBitSimulator",
+            dependencies: [
+                "FeatBitSimulatorCore",
+                "AgentCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
+        .testTarget(
+            name: "FeatBitSimulatorTests",
+            dependencies: [
+                "AgentCore", "FeatBitSimulatorCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "AgentServerTests",
             dependencies: [
