@@ -19,7 +19,7 @@ struct AgentRuntime {
     let status: AgentStatusBoard
     let hub: StreamingHub
     let routes: AgentRoutes
-    let services: [any Service]
+    let services: [ServiceGroupConfiguration.ServiceConfiguration]
     let startupNotes: [String]
 
     init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
@@ -32,11 +32,11 @@ struct AgentRuntime {
         settings.tokenExpiryMillis = Int64(configuration.tokenExpirySeconds) * 1000
         let group = MultiThreadedEventLoopGroup.singleton
         self.hub = StreamingHub(store: store, eventLoopGroup: group, settings: settings, logger: logger)
-        var services: [any Service] = []
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var notes: [String] = []
 
         let insights = InsightsPipeline(mode: Self.insightsMode(configuration, notes: &notes), logger: logger)
-        services.append(insights)
+        services.append(.init(service: insights))
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
         self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: insights, metrics: metrics,
@@ -48,8 +48,9 @@ struct AgentRuntime {
                 status: status, logger: logger)
             let upstream = UpstreamClient(settings: .init(streamingUri: streamingUri, apiKey: apiKey), store: store,
                                           status: status, logger: logger, agentId: { registrar.agentId })
-            services.append(registrar)
-            services.append(upstream)
+            // Registration ends once it succeeds; that is not a failure of the agent.
+            services.append(.init(service: registrar, successTerminationBehavior: .ignore))
+            services.append(.init(service: upstream))
             notes.append("syncing from \(streamingUri) as agent \(configuration.agentId)")
         }
         if configuration.mode == .offline {
@@ -60,7 +61,7 @@ struct AgentRuntime {
                     FileHandle.standardError.write(Data("configuration error: DataFile: \(error)\n".utf8))
                     throw ExitCode(2)
                 }
-                services.append(DataFileSource(path: path, store: store, logger: logger))
+                services.append(.init(service: DataFileSource(path: path, store: store, logger: logger)))
                 notes.append("serving the data set in \(path) (watched for changes)")
             } else {
                 let demo = try DataSetParser.parseBootstrap(try JSONValue.parse(DemoDataSet.json))
@@ -118,7 +119,7 @@ struct AgentRuntime {
         hub.start()
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: app)] + services.map { .init(service: $0) },
+                services: [.init(service: app)] + services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -134,3 +134,57 @@ def wait_until(predicate, timeout=5.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+SIM_BIN = os.environ.get("FEATBIT_SIM_BIN", str(pathlib.Path(AGENT_BIN).parent / "featbit-sim"))
+
+
+class Simulator:
+    """The in-repo FeatBit evaluation-server simulator (featbit-sim) on 127.0.0.1 and a free port."""
+
+    def __init__(self, tmp_path, data_set, api_key=API_KEY):
+        data_file = tmp_path / f"sim-data-{time.time_ns()}.json"
+        data_file.write_text(json.dumps(data_set))
+        self.stderr = open(tmp_path / f"sim-{time.time_ns()}.err", "w+")
+        self.proc = subprocess.Popen([SIM_BIN, "--host", "127.0.0.1", "--port", "0", "--data-file", str(data_file),
+                                      "--api-key", api_key], stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        deadline = time.time() + 20
+        self.port = None
+        while time.time() < deadline and self.port is None:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "listening on port" in line:
+                self.port = int(line.strip().rsplit(" ", 1)[1])
+        if self.port is None:
+            self.proc.kill()
+            raise AssertionError("featbit-sim did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+
+    def control(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/control/" + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            text = resp.read().decode()
+            return json.loads(text) if text else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start_simulator(tmp_path):
+    sims = []
+
+    def start(data_set=None, api_key=API_KEY):
+        sim = Simulator(tmp_path, data_set or fake_data_set(), api_key)
+        sims.append(sim)
+        return sim
+
+    yield start
+    for sim in sims:
+        sim.stop()
