@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "featbit-agent", targets: ["FeatBitAgent"]),
+        .executable(name: "bench-client", targets: ["BenchClient"]),
         .executable(name: "bench-eval", targets: ["BenchEval"]),
         .executable(name: "featbit-sim", targets: ["FeatBitSimulator"]),
     ],
@@ -113,6 +114,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Load client for scripts/bench-fanout and scripts/bench-e2e (a benchmark tool, not part of the agent).
+        .executableTarget(
+            name: "BenchClient",
+            dependencies: [
+                "AgentCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),

@@ -1,7 +1,7 @@
 """Load client for scripts/bench-fanout: behaves like N FeatBit server SDKs on /streaming.
 
 Each connection upgrades with a real SDK token, sends data-sync {"timestamp": 0}, reads the full answer and stays
-idle. Then one flag change is bootstrapped and every connection records when its push arrives. Prints one JSON line.
+idle. Then one change is triggered over HTTP (a bootstrap to the agent, or a flag change at featbit-sim) and every connection records when its push arrives. Prints one JSON line.
 Raw asyncio sockets keep the client cheap enough that it is not what is measured."""
 import asyncio
 import base64
@@ -88,7 +88,7 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-async def run(host, port, secret, n, pid, api_key, change_body_path):
+async def run(host, port, secret, n, pid, method, trigger_url, auth, change_body_path):
     before = rss_kib(pid)
     conns = [Connection() for _ in range(n)]
     sem = asyncio.Semaphore(200)
@@ -100,8 +100,8 @@ async def run(host, port, secret, n, pid, api_key, change_body_path):
     waiters = [asyncio.ensure_future(await_push(c)) for c in conns]
     await asyncio.sleep(0.2)
     body = open(change_body_path, "rb").read()
-    request = urllib.request.Request(f"http://{host}:{port}/api/public/proxy/bootstrap", data=body, method="POST",
-                                     headers={"Authorization": api_key, "Content-Type": "application/json"})
+    request = urllib.request.Request(trigger_url, data=body, method=method,
+                                     headers={"Authorization": auth, "Content-Type": "application/json"})
     t0 = time.perf_counter()
     await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(request, timeout=30).read())
     await asyncio.wait_for(asyncio.gather(*waiters), timeout=60)
@@ -119,5 +119,5 @@ async def run(host, port, secret, n, pid, api_key, change_body_path):
 
 
 if __name__ == "__main__":
-    host, port, secret, n, pid, api_key, change_body = sys.argv[1:8]
-    asyncio.run(run(host, int(port), secret, int(n), int(pid), api_key, change_body))
+    host, port, secret, n, pid, method, trigger_url, auth, change_body = sys.argv[1:10]
+    asyncio.run(run(host, int(port), secret, int(n), int(pid), method, trigger_url, auth, change_body))

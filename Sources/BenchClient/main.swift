@@ -1,0 +1,81 @@
+// Load client for scripts/bench-e2e (not a test): posts insight batches to the agent as fast as CONCURRENCY
+// posters can for SECONDS and prints the events accepted per second as one JSON line.
+//
+//   bench-client insights URL SECRET SECONDS CONCURRENCY EVENTS_PER_POST
+import AgentCore
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+let clock = ContinuousClock()
+let origin = clock.now
+
+func nanosSinceOrigin() -> Int64 {
+    let d = clock.now - origin
+    return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
+
+func runInsights(_ args: [String]) async throws {
+    guard args.count == 5, let seconds = Int(args[2]), let concurrency = Int(args[3]), let perPost = Int(args[4]) else {
+        throw BenchError("usage: insights URL SECRET SECONDS CONCURRENCY EVENTS_PER_POST")
+    }
+    let (url, secret) = (args[0], args[1])
+    let event = #"{"user":{"keyId":"bench-user","name":"Bench","customizedProperties":[{"name":"plan","value":"pro"}]},"variations":[{"featureFlagKey":"returns-true","sendToExperiment":false,"timestamp":1700000000000,"variation":{"id":"v1","value":"true"}}]}"#
+    let body = ByteBuffer(string: "[" + Array(repeating: event, count: perPost).joined(separator: ",") + "]")
+    let tally = Tally()
+    let end = clock.now + .seconds(seconds)
+    let started = clock.now
+    await withTaskGroup(of: Void.self) { tasks in
+        for _ in 0..<concurrency {
+            tasks.addTask {
+                while clock.now < end {
+                    var request = HTTPClientRequest(url: url + "/api/public/insight/track")
+                    request.method = .POST
+                    request.headers.add(name: "Authorization", value: secret)
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(body)
+                    if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)), response.status == .ok {
+                        _ = try? await response.body.collect(upTo: 1024)
+                        tally.accepted.add(perPost, ordering: .relaxed)
+                    } else {
+                        tally.rejected.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+    }
+    let elapsed = Double((clock.now - started).components.seconds) + Double((clock.now - started).components.attoseconds) / 1e18
+    print(JSONWriter.string(.object([
+        "events_accepted": .integer(Int64(tally.accepted.load(ordering: .relaxed))),
+        "failed_posts": .integer(Int64(tally.rejected.load(ordering: .relaxed))),
+        "seconds": .number(round1(elapsed)),
+        "events_per_second": .integer(Int64(Double(tally.accepted.load(ordering: .relaxed)) / elapsed)),
+    ])))
+}
+
+final class Tally: Sendable {
+    let accepted = Atomic<Int>(0)
+    let rejected = Atomic<Int>(0)
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+do {
+    switch arguments.first {
+    case "insights": try await runInsights(Array(arguments.dropFirst()))
+    default: throw BenchError("usage: bench-client insights URL SECRET SECONDS CONCURRENCY EVENTS_PER_POST")
+    }
+} catch {
+    FileHandle.standardError.write(Data("bench-client: \(error)\n".utf8))
+    exit(1)
+}
