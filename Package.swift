@@ -37,6 +37,7 @@ let package = Package(
                 "AgentCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // SDK-facing server: /streaming (NIO handlers) and the HTTP API (Hummingbird).
