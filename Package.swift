@@ -76,6 +76,14 @@ let package = Package(
         .executableTarget(name: "BenchEval", dependencies: ["AgentCore"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(
+            name: "PersistenceTests",
+            dependencies: [
+                "AgentCore", "Persistence",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "AgentServerTests",
             dependencies: [
                 "AgentCore", "AgentServer",
