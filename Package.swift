@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "featbit-agent", targets: ["FeatBitAgent"]),
         .executable(name: "bench-eval", targets: ["BenchEval"]),
+        .executable(name: "bench-db", targets: ["BenchDB"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -74,6 +75,11 @@ let package = Package(
         ),
         // Evaluator micro-benchmark (scripts/bench-eval).
         .executableTarget(name: "BenchEval", dependencies: ["AgentCore"]),
+        // featbit.db micro-benchmark (scripts/bench-db).
+        .executableTarget(
+            name: "BenchDB",
+            dependencies: ["AgentCore", "Persistence", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(
             name: "PersistenceTests",

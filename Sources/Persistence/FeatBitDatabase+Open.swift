@@ -318,12 +318,24 @@ enum Loader {
             let lower = raw.count * chunk / chunks
             let upper = raw.count * (chunk + 1) / chunks
             for index in lower..<upper {
-                guard let json = try? decoder.decode(JSONValue.self, from: raw[index].json),
-                      let item = try? DataItem(kind: raw[index].kind, json: json) else { continue }
-                results.set(index, item)
+                let (kind, data) = raw[index]
+                // The fast reader, accepted only when it gives back the stored bytes exactly; else the agent's own
+                // parser (the same one the item first came through).
+                if let json = StoredJSON.parse(data), let item = try? DataItem(kind: kind, json: json),
+                   sameBytes(item.encoded, data) {
+                    results.set(index, item)
+                } else if let json = try? decoder.decode(JSONValue.self, from: data),
+                          let item = try? DataItem(kind: kind, json: json) {
+                    results.set(index, item)
+                }
             }
         }
         return results.values
+    }
+
+    private static func sameBytes(_ bytes: [UInt8], _ data: Data) -> Bool {
+        guard bytes.count == data.count else { return false }
+        return bytes.withUnsafeBytes { a in data.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
     }
 
     /// Slots written by disjoint index ranges from concurrent chunks (a raw buffer: no exclusivity checks).
