@@ -69,7 +69,8 @@ enum DatabaseFiles {
     }
 
     /// Moves a bad db (and its companions, so a stale WAL is never replayed into the fresh file) to
-    /// `<path>.corrupt-<timestamp>`. Nothing is deleted. Returns the new path.
+    /// `<path>.corrupt-<timestamp>` (or only the companions, when the db itself is absent). Nothing is deleted.
+    /// Returns the new path.
     static func moveAside(_ path: String, now: Date = Date()) throws -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -82,7 +83,7 @@ enum DatabaseFiles {
             target = "\(base)-\(attempt)"
             attempt += 1
         }
-        try rename(path, to: target)
+        if exists(path) { try rename(path, to: target) }
         for suffix in companions where exists(path + suffix) {
             try rename(path + suffix, to: target + suffix)
         }

@@ -55,7 +55,11 @@ extension FeatBitDatabase {
         case .notSQLite(let why):
             if let outcome = moveAside(why) { return outcome }
         case .absent, .empty:
-            break
+            // A -wal without its db (the db was deleted or lost) would be replayed into the fresh file: move it.
+            if DatabaseFiles.companions.contains(where: { DatabaseFiles.exists(path + $0) }),
+               let outcome = moveAside("a -wal/-shm left without its database file") {
+                return outcome
+            }
         case .sqlite:
             switch inspect(path) {
             case .compatible, .blank:

@@ -93,6 +93,28 @@ struct FaultTests {
         }
     }
 
+    @Test("a WAL left without its database is moved aside, never replayed into a fresh db")
+    func orphanedWAL() async throws {
+        try await withTempDir { dir in
+            let path = dir.file("featbit.db")
+            let (db, _) = try FeatBitDatabase.open(path: path, logger: LogCapture().logger).requireReady()
+            DataStore(journal: db).apply(TestData.initial)
+            // Simulate the db file being lost while its WAL stays (copy the WAL before the clean close removes it).
+            let wal = try #require(fileBytes(path + "-wal"))
+            db.close()
+            try FileManager.default.removeItem(atPath: path)
+            try Data(wal).write(to: URL(fileURLWithPath: path + "-wal"))
+            let logs = LogCapture()
+            let (fresh, loaded) = try FeatBitDatabase.open(path: path, logger: logs.logger).requireReady()
+            defer { fresh.close() }
+            let aside = try #require(loaded.movedAsideTo)
+            #expect(fileBytes(aside + "-wal") == wal)
+            #expect(loaded.isEmpty)
+            #expect(logs.events("db-moved-aside", atLeast: .error).count == 1)
+            #expect(try fresh.integrityCheck() == "ok")
+        }
+    }
+
     @Test("a featbit.db with damaged pages fails quick_check and is moved aside, not loaded")
     func damagedPages() async throws {
         try await withTempDir { dir in
