@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "bench-client", targets: ["BenchClient"]),
         .executable(name: "bench-eval", targets: ["BenchEval"]),
         .executable(name: "featbit-sim", targets: ["FeatBitSimulator"]),
+        .executable(name: "bench-db", targets: ["BenchDB"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -40,6 +41,7 @@ let package = Package(
                 "AgentCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // SDK-facing server: /streaming (NIO handlers) and the HTTP API (Hummingbird).
@@ -116,7 +118,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Load client for scripts/bench-fanout and scripts/bench-e2e (a benchmark tool, not part of the agent).
+        // Insight load client for scripts/bench-e2e (a benchmark tool, not part of the agent).
         .executableTarget(
             name: "BenchClient",
             dependencies: [
@@ -141,6 +143,19 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // featbit.db micro-benchmark (scripts/bench-db).
+        .executableTarget(
+            name: "BenchDB",
+            dependencies: ["AgentCore", "Persistence", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "PersistenceTests",
+            dependencies: [
+                "AgentCore", "Persistence",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

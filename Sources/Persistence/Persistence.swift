@@ -1,1 +1,0 @@
-// Persistence: featbit.db (issue: durable featbit.db)

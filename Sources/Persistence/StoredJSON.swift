@@ -1,0 +1,224 @@
+import AgentCore
+import Foundation
+
+/// A fast JSON reader for the item JSON featbit.db stores (what `JSONWriter` wrote), for cold starts.
+///
+/// `JSONValue.parse` (Foundation's JSONDecoder through `Codable`) reads about 5 MB/s, which made loading 10,000 flags
+/// take seconds. This reader builds the same `JSONValue` straight from the bytes: integers without fraction or
+/// exponent that fit `Int64` become `.integer`, every other number `.number`. The loader keeps it honest: an item is
+/// accepted only if its re-encoded bytes equal the stored bytes; anything else goes through `JSONValue.parse`.
+enum StoredJSON {
+    static func parse(_ data: Data) -> JSONValue? {
+        data.withUnsafeBytes { raw -> JSONValue? in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+            var reader = Reader(bytes: base, count: raw.count)
+            guard let value = reader.value() else { return nil }
+            reader.skipWhitespace()
+            return reader.index == reader.count ? value : nil
+        }
+    }
+
+    private struct Reader {
+        let bytes: UnsafePointer<UInt8>
+        let count: Int
+        var index = 0
+        var depth = 0
+
+        init(bytes: UnsafePointer<UInt8>, count: Int) {
+            self.bytes = bytes
+            self.count = count
+        }
+
+        mutating func skipWhitespace() {
+            while index < count {
+                switch bytes[index] {
+                case 0x20, 0x09, 0x0A, 0x0D: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func value() -> JSONValue? {
+            skipWhitespace()
+            guard index < count else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): return object()
+            case UInt8(ascii: "["): return array()
+            case UInt8(ascii: "\""): return string().map(JSONValue.string)
+            case UInt8(ascii: "t"): return literal("true", .bool(true))
+            case UInt8(ascii: "f"): return literal("false", .bool(false))
+            case UInt8(ascii: "n"): return literal("null", .null)
+            default: return number()
+            }
+        }
+
+        private mutating func literal(_ text: StaticString, _ value: JSONValue) -> JSONValue? {
+            let length = text.utf8CodeUnitCount
+            guard index + length <= count else { return nil }
+            let expected = text.utf8Start
+            for offset in 0..<length where bytes[index + offset] != expected[offset] { return nil }
+            index += length
+            return value
+        }
+
+        private mutating func object() -> JSONValue? {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512 else { return nil }
+            index += 1
+            var members: [String: JSONValue] = [:]
+            skipWhitespace()
+            if index < count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(members)
+            }
+            while true {
+                skipWhitespace()
+                guard index < count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
+                skipWhitespace()
+                guard index < count, bytes[index] == UInt8(ascii: ":") else { return nil }
+                index += 1
+                guard let element = value() else { return nil }
+                members[key] = element
+                skipWhitespace()
+                guard index < count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "}") else { return nil }
+                index += 1
+                return .object(members)
+            }
+        }
+
+        private mutating func array() -> JSONValue? {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512 else { return nil }
+            index += 1
+            var elements: [JSONValue] = []
+            skipWhitespace()
+            if index < count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(elements)
+            }
+            while true {
+                guard let element = value() else { return nil }
+                elements.append(element)
+                skipWhitespace()
+                guard index < count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "]") else { return nil }
+                index += 1
+                return .array(elements)
+            }
+        }
+
+        /// A string starting at the opening quote.
+        private mutating func string() -> String? {
+            index += 1
+            let start = index
+            // Fast path: no escapes.
+            while index < count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
+                    index += 1
+                    return text
+                }
+                if byte == UInt8(ascii: "\\") { break }
+                if byte < 0x20 { return nil }
+                index += 1
+            }
+            guard index < count else { return nil }
+            var out = Array(UnsafeBufferPointer(start: bytes + start, count: index - start))
+            while index < count {
+                let byte = bytes[index]
+                switch byte {
+                case UInt8(ascii: "\""):
+                    index += 1
+                    return String(decoding: out, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    index += 1
+                    guard index < count else { return nil }
+                    let escaped = bytes[index]
+                    index += 1
+                    switch escaped {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escaped)
+                    case UInt8(ascii: "b"): out.append(0x08)
+                    case UInt8(ascii: "f"): out.append(0x0C)
+                    case UInt8(ascii: "n"): out.append(0x0A)
+                    case UInt8(ascii: "r"): out.append(0x0D)
+                    case UInt8(ascii: "t"): out.append(0x09)
+                    case UInt8(ascii: "u"):
+                        guard var scalar = hex4() else { return nil }
+                        if (0xD800..<0xDC00).contains(scalar) {
+                            guard index + 1 < count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                            else { return nil }
+                            index += 2
+                            guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else if (0xDC00..<0xE000).contains(scalar) {
+                            return nil
+                        }
+                        guard let unicode = Unicode.Scalar(scalar) else { return nil }
+                        out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                    default:
+                        return nil
+                    }
+                default:
+                    if byte < 0x20 { return nil }
+                    out.append(byte)
+                    index += 1
+                }
+            }
+            return nil
+        }
+
+        private mutating func hex4() -> UInt32? {
+            guard index + 4 <= count else { return nil }
+            var result: UInt32 = 0
+            for _ in 0..<4 {
+                let byte = bytes[index]
+                let digit: UInt32
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+                default: return nil
+                }
+                result = result << 4 | digit
+                index += 1
+            }
+            return result
+        }
+
+        private mutating func number() -> JSONValue? {
+            let start = index
+            var integral = true
+            if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+            let digitsStart = index
+            while index < count {
+                let byte = bytes[index]
+                if byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
+                    index += 1
+                } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+                            || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") {
+                    integral = false
+                    index += 1
+                } else {
+                    break
+                }
+            }
+            guard index > digitsStart else { return nil }
+            let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
+            if integral, let value = Int64(text) { return .integer(value) }
+            guard let value = Double(text), value.isFinite else { return nil }
+            return .number(value)
+        }
+    }
+}
