@@ -7,6 +7,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
+import Persistence
 import Prometheus
 import ServiceLifecycle
 import Upstream
@@ -22,12 +23,39 @@ struct AgentRuntime {
     let services: [ServiceGroupConfiguration.ServiceConfiguration]
     let startupNotes: [String]
 
+    let database: FeatBitDatabase?
+
     init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        let store = DataStore()
+        let status = AgentStatusBoard(mode: configuration.mode)
+        self.status = status
+
+        // featbit.db first: load what it holds and serve it at once; every later change is durable before it is seen.
+        var loaded = LoadedState.empty
+        var database: FeatBitDatabase?
+        if let path = configuration.dbPath {
+            switch FeatBitDatabase.open(path: path, logger: logger, status: status) {
+            case .ready(let db, let state):
+                database = db
+                loaded = state
+            case .unavailable(let problem):
+                // The open already logged why; serve from memory (and from what could be salvaged).
+                loaded = problem.salvaged ?? .empty
+                status.update { $0.problems["db"] = problem.message }
+            }
+        }
+        self.database = database
+        let store = DataStore(initial: loaded.snapshot(), journal: database)
         self.store = store
-        self.status = AgentStatusBoard(mode: configuration.mode)
+        if loaded.isInitialised {
+            logger.info("serving the data set stored in featbit.db", metadata: [
+                "event": "db-loaded", "environments": "\(loaded.environments.count)",
+                "dataVersion": "\(store.snapshot.version)", "sequence": "\(loaded.sequence)",
+            ])
+            // Until the upstream confirms it, what the db held may be stale.
+            if configuration.mode == .auto { status.update { $0.dataMayBeStale = true } }
+        }
         var settings = StreamingHub.Settings()
         settings.tokenExpiryMillis = Int64(configuration.tokenExpirySeconds) * 1000
         let group = MultiThreadedEventLoopGroup.singleton
@@ -35,7 +63,7 @@ struct AgentRuntime {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var notes: [String] = []
 
-        let insights = InsightsPipeline(mode: Self.insightsMode(configuration, notes: &notes), logger: logger)
+        let insights = InsightsPipeline(mode: Self.insightsMode(configuration, database: database, notes: &notes), logger: logger)
         services.append(.init(service: insights))
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
@@ -53,6 +81,10 @@ struct AgentRuntime {
             services.append(.init(service: upstream))
             notes.append("syncing from \(streamingUri) as agent \(configuration.agentId)")
         }
+        if let database {
+            services.append(.init(service: DatabaseRetryService(database: database)))
+        }
+
         if configuration.mode == .offline {
             if let path = configuration.dataFile {
                 do {
@@ -63,6 +95,8 @@ struct AgentRuntime {
                 }
                 services.append(.init(service: DataFileSource(path: path, store: store, logger: logger)))
                 notes.append("serving the data set in \(path) (watched for changes)")
+            } else if store.snapshot.isInitialised {
+                notes.append("no DataFile: serving the data set stored in \(configuration.dbPath ?? "featbit.db")")
             } else {
                 let demo = try DataSetParser.parseBootstrap(try JSONValue.parse(DemoDataSet.json))
                 store.apply(.replace(demo))
@@ -76,7 +110,8 @@ struct AgentRuntime {
     }
 
     /// The insights path for the configuration (data protection: forward, anonymize, local or drop).
-    static func insightsMode(_ configuration: AgentConfiguration, notes: inout [String]) -> InsightsPipeline.Mode {
+    static func insightsMode(_ configuration: AgentConfiguration, database: FeatBitDatabase?,
+                             notes: inout [String]) -> InsightsPipeline.Mode {
         switch configuration.insightsMode {
         case .drop:
             notes.append("insights: dropped")
@@ -91,11 +126,45 @@ struct AgentRuntime {
                 return .forward(eventUri: eventUri)
             }
             notes.append("insights: anonymised, then forwarded to \(eventUri)")
-            return .anonymize(eventUri: eventUri, InsightAnonymizer(key: InsightAnonymizer.newKey(),
+            return .anonymize(eventUri: eventUri, InsightAnonymizer(key: anonymizationKey(database, notes: &notes),
                                                                     allowedProperties: configuration.insightsAllowProperties))
         case .local:
-            notes.append("insights: kept locally")
-            return .drop
+            guard let database else {
+                notes.append("insights: dropped (InsightsMode=local needs a writable featbit.db)")
+                return .drop
+            }
+            notes.append("insights: kept in featbit.db (newest \(localInsightRetention) kept), never forwarded")
+            return .local { rows in
+                try database.appendInsights(rows.map { (timestamp: $0.0, envId: $0.1, body: $0.2) })
+                _ = try database.pruneInsights(keepNewest: localInsightRetention)
+            }
+        }
+    }
+
+    /// Insight objects `InsightsMode=local` keeps; older ones are deleted.
+    static let localInsightRetention = 100_000
+
+    /// The HMAC key of `anonymize`, kept in featbit.db so pseudonyms stay stable across restarts.
+    static func anonymizationKey(_ database: FeatBitDatabase?, notes: inout [String]) -> [UInt8] {
+        if let hex = database?.metadata(MetadataKey.insightsSecret), let key = hexBytes(hex), key.count == 32 { return key }
+        let key = InsightAnonymizer.newKey()
+        do {
+            guard let database else { throw CocoaError(.fileWriteUnknown) }
+            try database.setMetadata(MetadataKey.insightsSecret, key.map { String(format: "%02x", $0) }.joined())
+        } catch {
+            notes.append("insights: the anonymisation key could not be stored; pseudonyms change on restart")
+        }
+        return key
+    }
+
+    static func hexBytes(_ hex: String) -> [UInt8]? {
+        let chars = Array(hex.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        return stride(from: 0, to: chars.count, by: 2).map { i in
+            UInt8(String(decoding: chars[i..<i + 2], as: UTF8.self), radix: 16)
+        }.reduce(into: [UInt8]?([])) { result, byte in
+            guard let byte, result != nil else { result = nil; return }
+            result!.append(byte)
         }
     }
 
@@ -126,6 +195,18 @@ struct AgentRuntime {
         )
         try await group.run()
         hub.stop()
+        database?.close()
         logger.info("agent stopped", metadata: ["event": "stopped"])
+    }
+}
+
+/// Retries failed db writes every 10 s, rewriting the whole state once the disk takes writes again.
+struct DatabaseRetryService: Service {
+    let database: FeatBitDatabase
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await database.runRetryLoop(interval: .seconds(10))
+        }
     }
 }
