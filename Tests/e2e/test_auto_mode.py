@@ -176,3 +176,23 @@ def test_bad_upstream_input_is_rejected_and_the_data_stays(start_simulator, star
     sim.control("PUT", "flags?touch=true", changed)
     assert wait_until(lambda: client.variation("returns-true", TESTER, None) is False, timeout=5)
     assert wait_until(lambda: readiness(agent) == (200, "Healthy"), timeout=5)
+
+
+def test_insights_local_stay_on_the_machine(tmp_path, start_simulator, start_agent, sdk_clients):
+    import sqlite3
+    db = tmp_path / "featbit.db"
+    sim = start_simulator()
+    agent = auto_agent(start_agent, sim, InsightsMode="local", DbPath=str(db))
+    client = sdk_clients(agent)
+    send_events(agent, client)
+
+    def kept():
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            table = next(t for t in tables if "insight" in t)
+            return [bytes(r[0]).decode() if isinstance(r[0], bytes) else r[0]
+                    for r in conn.execute(f"SELECT body FROM {table}")]
+
+    assert wait_until(lambda: any("user-1" in body for body in kept()), timeout=10)
+    time.sleep(1.5)
+    assert insights_received(sim) == []

@@ -181,6 +181,10 @@ public struct AgentConfiguration: Sendable, Equatable {
         let dbText = value("DbPath") ?? "./featbit.db"
         let dbPath: String? = dbText.lowercased() == "none" ? nil : dbText
 
+        if insightsMode == .local && dbPath == nil {
+            problems.append(Problem(key: "InsightsMode", message: "local keeps insights in featbit.db; DbPath must not be none"))
+        }
+
         if value("Peers") != nil || value("ClusterAddress") != nil {
             problems.append(Problem(key: value("Peers") != nil ? "Peers" : "ClusterAddress",
                                     message: "clustering is not available in this version; remove it to run a single node"))

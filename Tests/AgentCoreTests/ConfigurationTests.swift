@@ -1,0 +1,56 @@
+import Testing
+@testable import AgentCore
+
+@Suite struct ConfigurationTests {
+    func resolve(options: [String: String] = [:], env: [String: String] = [:], file: [String: JSONValue] = [:])
+        -> Result<AgentConfiguration, AgentConfiguration.Problems> {
+        AgentConfiguration.resolve(options: options, environment: env, file: file, hostname: "host-1")
+    }
+
+    @Test func defaultsToOfflineWithTheOfficialDefaults() throws {
+        let configuration = try resolve().get()
+        #expect(configuration.mode == .offline)
+        #expect(configuration.port == 6100)
+        #expect(configuration.dbPath == "./featbit.db")
+        #expect(configuration.agentId == "host-1")
+        #expect(configuration.insightsMode == .forward)
+        #expect(configuration.tokenExpirySeconds == 30)
+    }
+
+    @Test func streamingUriImpliesAutoAndDerivesTheEventUri() throws {
+        let configuration = try resolve(env: ["StreamingUri": "wss://featbit.example.com/sub", "ApiKey": "rp-x"]).get()
+        #expect(configuration.mode == .auto)
+        #expect(configuration.eventUri == "https://featbit.example.com/sub")
+    }
+
+    @Test func precedenceIsOptionThenEnvironmentThenFile() throws {
+        let configuration = try resolve(options: ["Port": "7001"], env: ["Port": "7002", "ApiKey": "rp-env"],
+                                        file: ["Port": .integer(7003), "ApiKey": .string("rp-file"), "Mode": .string("manual")]).get()
+        #expect(configuration.port == 7001)
+        #expect(configuration.apiKey == "rp-env")
+        #expect(configuration.mode == .manual)
+    }
+
+    @Test func everyProblemIsNamedByItsKey() {
+        guard case .failure(let problems) = resolve(env: [
+            "Mode": "Auto", "Port": "70000", "ForwardEvents": "maybe", "InsightsMode": "sell", "LogLevel": "loud",
+            "Streaming__TokenExpirySeconds": "-1", "EventUri": "ftp://x",
+        ], file: ["Prot": .integer(1)]) else {
+            Issue.record("expected problems")
+            return
+        }
+        let keys = Set(problems.list.map(\.key))
+        #expect(keys == ["Mode", "Port", "ForwardEvents", "InsightsMode", "LogLevel", "Streaming__TokenExpirySeconds", "EventUri", "Prot"])
+    }
+
+    @Test func modeRequirements() {
+        #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["Mode": "manual"]).get() }
+        #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["Mode": "auto", "ApiKey": "rp-x"]).get() }
+        #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["StreamingUri": "http://x", "ApiKey": "rp-x"]).get() }
+        #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["InsightsMode": "local", "DbPath": "none"]).get() }
+    }
+
+    @Test func forwardEventsFalseMeansDrop() throws {
+        #expect(try resolve(env: ["ForwardEvents": "false", "InsightsMode": "anonymize"]).get().insightsMode == .drop)
+    }
+}
