@@ -67,6 +67,7 @@ struct AgentRuntime {
         services.append(.init(service: insights))
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
+        routeSettings.nodeId = configuration.nodeId
         self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: insights, metrics: metrics,
                                   logger: logger)
 

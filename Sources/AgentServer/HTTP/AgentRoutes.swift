@@ -10,6 +10,8 @@ public struct AgentRoutes: Sendable {
     public struct Settings: Sendable {
         public var apiKey: String?
         public var forwardEvents: Bool = true
+        /// This node's id in status (`cluster.nodeId`).
+        public var nodeId: String = ProcessInfo.processInfo.hostName
         /// Largest accepted request body (bootstrap data sets can be large).
         public var maxBodyBytes: Int = 64 * 1024 * 1024
         public init(apiKey: String?) { self.apiKey = apiKey }
@@ -145,7 +147,7 @@ public struct AgentRoutes: Sendable {
             "sequence": .integer(Int64(snapshot.sequence)),
             "connections": .object(["server": .integer(Int64(counts.server)), "client": .integer(Int64(counts.client))]),
             "cluster": .object([
-                "nodeId": .string(ProcessInfo.processInfo.hostName), "role": .string("standalone"), "term": .integer(0),
+                "nodeId": .string(settings.nodeId), "role": .string("standalone"), "term": .integer(0),
                 "leaderId": .null, "peers": .array([]),
             ]),
         ]
