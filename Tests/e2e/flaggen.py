@@ -13,10 +13,11 @@ Spec §8 (and §5.2-5.4):
   §8.4  absent attributes: .NET reads "" where Python reads None -> every user carries every custom attribute any
         condition or dispatch key references (USER_ATTRIBUTES), and conditions only use those names, `keyId` or `name`.
   §8.5  rollout interval boundaries (.NET closed, Python half-open) -> cut points are 4-decimal numbers in
-        [0.01, 0.99]; a bucket equal to one exactly has probability ~1e-9 per pair.
+        [0.01, 0.99] that are not multiples of 2^-31; a bucket is always |n| / 2^31, so it never equals a cut.
   §8.6  numeric parsing (culture, thousands separators, exponents, Infinity, 5-decimal rounding in Python) -> numbers
-        are integers or have at most 2 decimals, with an optional '-' and nothing else; the non-numeric strings used
-        ("n/a", "", "12abc", "1.2.3", "abc") are rejected by both parsers. No '_', ',', 'e', 'inf', 'nan', spaces.
+        are integers (up to 14 digits) or have at most 2 decimals, in plain spellings both parsers read alike
+        ("-12.5", "+5", ".5", "5.", "007", "-0"); the non-numbers used ("n/a", "", "-", "12abc", "1.2.3", "abc") are
+        rejected by both. Never '_', ',', exponents, 'inf'/'nan', surrounding spaces.
   §8.7  regex dialects -> patterns use only literals, '.', '^', '$', '[a-z]'-style classes, '\\d', '+', '*', '?',
         '{n}' and '(a|b)', identical in .NET, ICU and Python `re`; no pattern is invalid.
   §5.3.1 missing segments: .NET throws, Python says "not a member" -> every referenced segment id exists.
@@ -35,16 +36,16 @@ Found by reading python-sdk fbclient/evaluator.py and common_types.py (not liste
      property names.
   d. .NET's StartsWith/EndsWith are culture-sensitive (ignorable code points, canonical equivalence) -> strings
      are printable ASCII without control characters or soft hyphens, except the `nick` attribute (h).
-  h. Non-ASCII text: .NET ordinal operators compare UTF-16 code units, Python code points; both agree for
-     Equal/Contains/IsOneOf and their negations, and both hash UTF-8 for dispatch. .NET regex '.' would see an
-     astral character as two units, StartsWith/EndsWith are culture-sensitive -> `nick` (precomposed and decomposed
-     accents, CJK, an emoji) is only used by those ordinal operators and as a dispatch key.
   e. Segment conditions inside segment rules (.NET: plain operators only; Python would recurse) -> segment rules
      use plain operators only; segment conditions carry op null (Python keys on a falsy op).
   f. Lists that are not JSON arrays of strings (.NET throws, Python substring-tests a JSON string) -> IsOneOf /
      NotOneOf / segment values are always JSON arrays of strings.
   g. Duplicate custom attribute names (.NET takes the first, Python keeps the last) and non-string values
      (.NET rejects the user) -> unique names, string values only.
+  h. Non-ASCII text: .NET ordinal operators compare UTF-16 code units, Python code points; both agree for
+     Equal/Contains/IsOneOf and their negations, and both hash UTF-8 for dispatch. .NET regex '.' would see an
+     astral character as two units, StartsWith/EndsWith are culture-sensitive -> `nick` (precomposed and decomposed
+     accents, CJK, an emoji) is only used by those ordinal operators and as a dispatch key.
 """
 import base64
 import datetime
@@ -240,7 +241,12 @@ class Generator:
         ids = [v["id"] for v in variations]
         count = rng.choice([1, 1, 2, 2, 3, 4])
         chosen = [rng.choice(ids) for _ in range(count)]  # repeats allowed: two ranges may pick one variation
-        cuts = sorted({round(rng.uniform(0.01, 0.99), 4) for _ in range(count - 1)})
+        cuts = set()
+        while len(cuts) < count - 1:
+            cut = round(rng.uniform(0.01, 0.99), 4)
+            if not (cut * 2 ** 31).is_integer():  # a bucket (n / 2^31) can never sit exactly on it (§8.5)
+                cuts.add(cut)
+        cuts = sorted(cuts)
         bounds = [0.0] + cuts + [1.0]
         entries = []
         if rng.random() < 0.1:

@@ -16,7 +16,7 @@ import websocket  # websocket-client, installed with fb-python-sdk
 from conftest import API_KEY
 from flaggen import Generator, encode_guid, python_user, secret_for, wire_user
 
-SEEDS = [int(s) for s in os.environ.get("FEATBIT_DIFF_SEEDS", "20240611,7").split(",") if s.strip()]
+SEEDS = [int(s) for s in os.environ.get("FEATBIT_DIFF_SEEDS", "20240611,7,1337,90210").split(",") if s.strip()]
 MIN_PAIRS = 2000
 
 
