@@ -1,7 +1,11 @@
-// Load client for scripts/bench-e2e (not a test): posts insight batches to the agent as fast as CONCURRENCY
-// posters can for SECONDS and prints the events accepted per second as one JSON line.
+// Load client for scripts/bench-e2e and scripts/bench-fanout (not a test).
 //
 //   bench-client insights URL SECRET SECONDS CONCURRENCY EVENTS_PER_POST
+//     posts insight batches to the agent as fast as CONCURRENCY posters can for SECONDS and prints the events
+//     accepted per second as one JSON line.
+//   bench-client fanout HOST PORT SECRET N AGENT_PID METHOD URL AUTH CHANGE_BODY [FLOOR_CHANGE_BODY]
+//     N idle server SDKs on /streaming, the agent's RSS per socket, and the time from one change to each push
+//     (see Fanout.swift). FANOUT_CLIENT_THREADS (default: cores) and FANOUT_CONNECT_CONCURRENCY (default 200).
 import AgentCore
 import AsyncHTTPClient
 import Foundation
@@ -73,7 +77,8 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     switch arguments.first {
     case "insights": try await runInsights(Array(arguments.dropFirst()))
-    default: throw BenchError("usage: bench-client insights URL SECRET SECONDS CONCURRENCY EVENTS_PER_POST")
+    case "fanout": try await runFanout(Array(arguments.dropFirst()))
+    default: throw BenchError("usage: bench-client insights|fanout ARGS… (see Sources/BenchClient/main.swift)")
     }
 } catch {
     FileHandle.standardError.write(Data("bench-client: \(error)\n".utf8))

@@ -107,16 +107,21 @@ public final class StreamingHub: Sendable {
 
     private func fanOut(_ change: AppliedChange) {
         for delta in change.deltas {
-            let serverBuffers = delta.serverPushMessages(in: change.snapshot).map { ByteBuffer(bytes: $0) }
+            let serverMessages = delta.serverPushMessages(in: change.snapshot)
             let snapshot = change.snapshot
             for loop in loops {
                 guard let registry = registries[ObjectIdentifier(loop)] else { continue }
                 loop.execute { [pushesSent] in
                     let sessions = registry.sessions(of: delta.envId)
+                    guard !sessions.isEmpty else { return }
+                    // The frames are built once per event loop, not shared between loops: writing one buffer to
+                    // thousands of sockets retains and releases it each time, and a reference count that two cores
+                    // update at once costs more than the copy.
+                    let serverFrames = serverMessages.map { ServerFrame(text: $0) }
                     for session in sessions {
-                        session.push(delta, serverBuffers: serverBuffers, snapshot: snapshot)
+                        session.push(delta, serverFrames: serverFrames, snapshot: snapshot)
                     }
-                    if !sessions.isEmpty { pushesSent.increment(by: sessions.count) }
+                    pushesSent.increment(by: sessions.count)
                 }
             }
         }

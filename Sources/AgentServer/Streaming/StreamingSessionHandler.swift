@@ -13,6 +13,9 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     private var session: SDKSession
     private var pendingActions: [SDKSession.Action]
     private var context: ChannelHandlerContext?
+    /// The context of the channel's `WebSocketFrameEncoder`: server pushes, already encoded as frames, are written
+    /// from there, so they skip the handlers and the encoder between this handler and the socket.
+    private var encodedFrameContext: ChannelHandlerContext?
     private var registered: (envId: String, type: HandshakeValidator.ConnectionType)?
     private var unwritableSince: NIODeadline?
     /// Set once our Close frame is out: the socket is closed when the SDK answers it, or after a grace period.
@@ -34,6 +37,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        encodedFrameContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         let actions = pendingActions
         pendingActions = []
         perform(actions, context: context)
@@ -43,6 +47,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
         closeGrace?.cancel()
         deregister(on: context.eventLoop)
         self.context = nil
+        encodedFrameContext = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -99,7 +104,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: - Called by the hub on this channel's event loop
 
-    func push(_ delta: EnvironmentDelta, serverBuffers: [ByteBuffer], snapshot: DataSnapshot) {
+    func push(_ delta: EnvironmentDelta, serverFrames: [ServerFrame], snapshot: DataSnapshot) {
         guard let context, let registered else { return }
         if let since = unwritableSince, NIODeadline.now() - since > hub.settings.slowConsumerTimeout {
             hub.logger.warning("closing an SDK socket that does not read its pushes",
@@ -109,11 +114,17 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         switch registered.type {
         case .server:
-            // The same serialised bytes go to every server SDK of the environment.
-            for buffer in serverBuffers {
-                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            // The same serialised frame goes to every server SDK of the environment on this event loop.
+            guard !serverFrames.isEmpty else { return }
+            if let encodedFrameContext {
+                for frame in serverFrames { encodedFrameContext.write(NIOAny(frame.encoded), promise: nil) }
+                encodedFrameContext.flush()
+            } else {
+                for frame in serverFrames {
+                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame.payload)), promise: nil)
+                }
+                context.flush()
             }
-            if !serverBuffers.isEmpty { context.flush() }
         case .client:
             perform(session.push(delta, serverMessages: [], snapshot: snapshot), context: context)
         }
@@ -162,5 +173,35 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
         guard let registered else { return }
         self.registered = nil
         hub.unregister(self, envId: registered.envId, type: registered.type, on: loop)
+    }
+}
+
+/// One server-SDK push message, built once per event loop and written to every server SDK of the environment there:
+/// the whole WebSocket frame (server frames are unmasked, so the bytes are the same for every socket), which the
+/// socket writes with one `write` and no per-socket header or frame value.
+struct ServerFrame {
+    /// Header and payload: a final, unmasked text frame.
+    let encoded: ByteBuffer
+    /// The payload alone (a view into `encoded`).
+    let payload: ByteBuffer
+
+    init(text: [UInt8]) {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(text.count + 10)
+        buffer.writeInteger(UInt8(0x81))  // FIN, text
+        switch text.count {
+        case ..<126:
+            buffer.writeInteger(UInt8(text.count))
+        case ..<65536:
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(text.count))
+        default:
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(text.count))
+        }
+        let headerLength = buffer.readableBytes
+        buffer.writeBytes(text)
+        encoded = buffer
+        payload = buffer.getSlice(at: headerLength, length: text.count)!
     }
 }
