@@ -106,3 +106,12 @@ import Testing
         #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse("") }
     }
 }
+
+@Suite struct HostileInputTests {
+    @Test func deeplyNestedJSONIsRejectedWithoutCrashing() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(deep) }
+        #expect(InboundMessage.parse(Array(deep.utf8)) == .failure(.notJSON))
+        if case .success = UpstreamMessage.parse(Array(deep.utf8)) { Issue.record("deep nesting accepted") }
+    }
+}
