@@ -267,23 +267,6 @@ func trigger(method: String, url: String, auth: String, body: ByteBuffer) async 
     }
 }
 
-final class Flag: Sendable {
-    private let value: Atomic<Bool>
-    init(_ value: Bool) { self.value = Atomic(value) }
-    var isSet: Bool { value.load(ordering: .relaxed) }
-    func clear() { value.store(false, ordering: .relaxed) }
-}
-
-/// Runs on `loop` until `flag` is cleared: sleeps, then lets the loop take every socket that became ready meanwhile
-/// (a task is pending, so the loop polls its selector without blocking) before sleeping again.
-func napThenPoll(_ loop: any EventLoop, micros: UInt32, while flag: Flag) {
-    loop.execute {
-        guard flag.isSet else { return }
-        usleep(micros)
-        napThenPoll(loop, micros: micros, while: flag)
-    }
-}
-
 func waitAll(_ times: PushTimes, seconds: Int64) async throws {
     let timeout = times.allReceived.futureResult.eventLoop.scheduleTask(in: .seconds(seconds)) {
         times.allReceived.fail(BenchError("only \(times.receivedCount) of \(times.count) sockets got the push within \(seconds) s"))
@@ -310,7 +293,6 @@ func runFanout(_ args: [String]) async throws {
     let changeBody = ByteBuffer(bytes: try Data(contentsOf: URL(fileURLWithPath: args[8])))
     let floorBody = try args.count == 10 ? ByteBuffer(bytes: Data(contentsOf: URL(fileURLWithPath: args[9]))) : nil
     let threads = Int(ProcessInfo.processInfo.environment["FANOUT_CLIENT_THREADS"] ?? "") ?? System.coreCount
-    let pollMicros = UInt32(ProcessInfo.processInfo.environment["FANOUT_POLL_US"] ?? "") ?? 0
     let concurrency = Int(ProcessInfo.processInfo.environment["FANOUT_CONNECT_CONCURRENCY"] ?? "") ?? 200
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
@@ -371,26 +353,30 @@ func runFanout(_ args: [String]) async throws {
     try await Task.sleep(for: .seconds(2))  // let the agent settle (receive buffers shrink, allocations return)
     let rssAfter = rssKiB(pid)
 
+    // Warm the HTTP client up (its event loops, a pooled keep-alive connection to the trigger's server), so that the
+    // trigger's own cost is a request on an open connection.
+    if let origin = URL(string: url).flatMap({ URLComponents(url: $0, resolvingAgainstBaseURL: false) }) {
+        var health = origin
+        (health.path, health.query) = ("/health/liveness", nil)
+        if let healthURL = health.string {
+            for _ in 0..<3 {
+                _ = try? await HTTPClient.shared.execute(HTTPClientRequest(url: healthURL), timeout: .seconds(5))
+                    .body.collect(upTo: 1 << 16)
+            }
+        }
+    }
+
     // The measured push.
     let push = PushTimes(count: n, eventLoop: group.next())
     round.start(push)
     try await Task.sleep(for: .milliseconds(200))
     let clientPid = String(getpid())
     let (agentCPU0, clientCPU0) = (cpuNanos(String(pid)), cpuNanos(clientPid))
-    // Batched reads: each client event loop naps `pollMicros` between passes over its ready sockets instead of
-    // waking for every socket the agent writes to, which leaves the cores to the agent; an arrival is then recorded
-    // at most that late.
-    let polling = Flag(pollMicros > 0)
-    if pollMicros > 0 {
-        for loop in group.makeIterator() { napThenPoll(loop, micros: pollMicros, while: polling) }
-    }
-    defer { polling.clear() }
     let t0 = NIODeadline.now().uptimeNanoseconds
     mark("push-start")
     try await trigger(method: method, url: url, auth: auth, body: changeBody)
     let triggerNanos = NIODeadline.now().uptimeNanoseconds - t0
     try await waitAll(push, seconds: 60)
-    polling.clear()
     let (agentCPU, clientCPU) = (cpuNanos(String(pid)) - agentCPU0, cpuNanos(clientPid) - clientCPU0)
     mark("push-end")
     let arrivals = push.times.map { Double(Int64($0) - Int64(t0)) / 1e6 }.sorted()
@@ -423,13 +409,14 @@ func runFanout(_ args: [String]) async throws {
             try await trigger(method: method, url: url, auth: auth, body: floorBody)
         }
         var previous = floorAgentCPU0
+        var previousSample = floorStart
         var lastBusy = floorStart
         while !answered.load(ordering: .acquiring) || NIODeadline.now() - lastBusy < .milliseconds(100) {
             try await Task.sleep(for: .milliseconds(1))
-            let now = cpuNanos(agentTask)
+            let (now, sample) = (cpuNanos(agentTask), NIODeadline.now())
             // Busy: more than a quarter of a core since the last sample.
-            if now - previous > 250_000 { lastBusy = .now() }
-            previous = now
+            if now - previous > UInt64((sample - previousSample).nanoseconds / 4) { lastBusy = sample }
+            (previous, previousSample) = (now, sample)
         }
         try await triggered.value
         floorAgentCPU = Double(previous - floorAgentCPU0) / 1e6
