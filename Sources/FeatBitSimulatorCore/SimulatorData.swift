@@ -230,19 +230,10 @@ public struct SimulatorData: Sendable {
         out.append(contentsOf: #","secrets":"#.utf8)
         JSONWriter.write(.array(secrets.map(secretJSON)), into: &out)
         out.append(contentsOf: #","featureFlags":"#.utf8)
-        writeEntities(flags, into: &out)
+        SDKPayload.writeItems(flags, into: &out)
         out.append(contentsOf: #","segments":"#.utf8)
-        writeEntities(segments, into: &out)
+        SDKPayload.writeItems(segments, into: &out)
         out.append(UInt8(ascii: "}"))
-    }
-
-    static func writeEntities(_ items: [DataItem], into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "["))
-        for (index, item) in items.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: item.encoded)
-        }
-        out.append(UInt8(ascii: "]"))
     }
 
     /// `SecretWithValue` (spec §1.1).

@@ -19,8 +19,8 @@ public enum SDKPayload {
         return out
     }
 
-    /// The `data` object alone (the body of `GET /api/public/sdk/server/latest-all` wraps it the same way).
-    static func writeItems(_ items: [DataItem], into out: inout [UInt8]) {
+    /// A JSON array of items from their pre-serialised bytes.
+    public static func writeItems(_ items: [DataItem], into out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
         for (index, item) in items.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }

@@ -76,19 +76,12 @@ public struct SDKSession: Sendable {
         }
     }
 
-    /// A change to this session's environment: what to push (spec §2.5, §3.7).
-    public func push(_ delta: EnvironmentDelta, serverMessages: [[UInt8]], snapshot: DataSnapshot) -> [Action] {
-        guard case .open(let type, _, let user) = state else { return [] }
-        switch type {
-        case .server:
-            return serverMessages.map { .send($0) }
-        case .client:
-            // Clients that have not identified yet are skipped (spec §2.5).
-            guard let user, let message = ClientSDKResponder.push(delta, user: user, snapshot: snapshot) else {
-                return []
-            }
-            return [.send(message)]
-        }
+    /// A change to this client session's environment: the push evaluated for its user (spec §2.5, §3.7). Server
+    /// sessions are written the shared, pre-serialised frames instead and never come here.
+    public func push(_ plan: ClientPushPlan) -> [Action] {
+        // Clients that have not identified yet are skipped (spec §2.5).
+        guard case .open(.client, _, let user?) = state, let message = plan.message(for: user) else { return [] }
+        return [.send(message)]
     }
 
     /// The SDK sent a Close frame: echo its code (spec §2.6).
@@ -120,11 +113,12 @@ public enum ClientSDKResponder {
         ClientPayload.reply(to: timestamp, user: user, in: env, flagModel: model(of:), segmentModel: model(of:))
     }
 
-    /// The push for a change (spec §2.5, §3.7): changed flags, plus the flags that reference a changed segment,
-    /// evaluated for `user`; everything after a replace that removed items; `nil` when no flag is affected.
-    public static func push(_ delta: EnvironmentDelta, user: EndUser, snapshot: DataSnapshot) -> [UInt8]? {
-        guard let env = snapshot.environments[delta.envId] else { return nil }
-        if delta.needsFull { return reply(to: 0, user: user, in: env) }
+    /// What a change means for client SDKs (spec §2.5, §3.7), worked out once per change and environment: the
+    /// changed flags plus the flags that reference a changed segment, or everything after a replace that removed
+    /// items. Each client session then only evaluates it for its own user.
+    public static func plan(_ delta: EnvironmentDelta, snapshot: DataSnapshot) -> ClientPushPlan {
+        guard let env = snapshot.environments[delta.envId] else { return .nothing }
+        if delta.needsFull { return .full(env) }
         var flags: [String: DataItem] = [:]
         for flag in delta.flags { flags[flag.id] = env.flags[flag.id] ?? flag }
         if !delta.segments.isEmpty {
@@ -132,15 +126,35 @@ public enum ClientSDKResponder {
                 if delta.segments.contains(where: { flag.references(segmentId: $0.id) }) { flags[flag.id] = flag }
             }
         }
-        guard !flags.isEmpty else { return nil }
+        guard !flags.isEmpty else { return .nothing }
         let ordered = flags.values.sorted { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
-        let segments = env.segmentModels
-        return ClientPayload.dataSync(eventType: .patch, user: user, flags: ordered.map(model(of:)),
-                                      segments: { segments[$0] })
+        return .patch(flags: ordered.map(model(of:)), segments: env.segmentModels)
     }
 
     static func model(of item: DataItem) -> FlagModel { item.flagModel ?? FlagModel(item: item) }
     static func model(of item: DataItem) -> SegmentModel { item.segmentModel ?? SegmentModel(item: item) }
+}
+
+/// A change as client SDKs see it; see `ClientSDKResponder.plan`.
+public enum ClientPushPlan: Sendable {
+    /// No flag of the environment is affected: client SDKs get nothing.
+    case nothing
+    /// Items were removed: a `full` of every flag.
+    case full(EnvironmentSnapshot)
+    /// A `patch` of these flags, in ascending `updatedAt` order.
+    case patch(flags: [FlagModel], segments: [String: SegmentModel])
+
+    /// The message for one user, or `nil` when there is nothing to send.
+    public func message(for user: EndUser) -> [UInt8]? {
+        switch self {
+        case .nothing:
+            return nil
+        case .full(let env):
+            return ClientSDKResponder.reply(to: 0, user: user, in: env)
+        case .patch(let flags, let segments):
+            return ClientPayload.dataSync(eventType: .patch, user: user, flags: flags, segments: { segments[$0] })
+        }
+    }
 }
 
 /// The server-SDK pushes for a delta, serialised once per environment and change (spec §2.5, §3.7).

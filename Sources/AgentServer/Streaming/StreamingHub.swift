@@ -108,7 +108,8 @@ public final class StreamingHub: Sendable {
     private func fanOut(_ change: AppliedChange) {
         for delta in change.deltas {
             let serverMessages = delta.serverPushMessages(in: change.snapshot)
-            let snapshot = change.snapshot
+            // What client SDKs need is worked out once here; each client session only evaluates it for its user.
+            let clientPlan = ClientSDKResponder.plan(delta, snapshot: change.snapshot)
             for loop in loops {
                 guard let registry = registries[ObjectIdentifier(loop)] else { continue }
                 loop.execute { [pushesSent] in
@@ -119,7 +120,7 @@ public final class StreamingHub: Sendable {
                     // update at once costs more than the copy.
                     let serverFrames = serverMessages.map { ServerFrame(text: $0) }
                     for session in sessions {
-                        session.push(delta, serverFrames: serverFrames, snapshot: snapshot)
+                        session.push(serverFrames: serverFrames, clientPlan: clientPlan)
                     }
                     pushesSent.increment(by: sessions.count)
                 }

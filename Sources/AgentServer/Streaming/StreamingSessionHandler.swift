@@ -104,7 +104,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: - Called by the hub on this channel's event loop
 
-    func push(_ delta: EnvironmentDelta, serverFrames: [ServerFrame], snapshot: DataSnapshot) {
+    func push(serverFrames: [ServerFrame], clientPlan: ClientPushPlan) {
         guard let context, let registered else { return }
         if let since = unwritableSince, NIODeadline.now() - since > hub.settings.slowConsumerTimeout {
             hub.logger.warning("closing an SDK socket that does not read its pushes",
@@ -126,7 +126,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
                 context.flush()
             }
         case .client:
-            perform(session.push(delta, serverMessages: [], snapshot: snapshot), context: context)
+            perform(session.push(clientPlan), context: context)
         }
     }
 
