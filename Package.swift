@@ -151,6 +151,10 @@ let package = Package(
             dependencies: ["AgentCore", "Persistence", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
+            name: "UpstreamTests",
+            dependencies: ["AgentCore", "Upstream", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
             name: "PersistenceTests",
             dependencies: [
                 "AgentCore", "Persistence",

@@ -23,6 +23,8 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     public struct Settings: Sendable {
         /// Buffered request bodies at most (each is one SDK POST, ≤ 50 events for the Python SDK).
         public var capacity = 10_000
+        /// Request bytes buffered at most, whatever the number of posts (a few large posts must not exhaust memory).
+        public var maxBufferedBytes = 64 * 1024 * 1024
         public var flushInterval: Duration = .seconds(1)
         /// Insight objects per upstream POST.
         public var maxBatch = 500
@@ -35,14 +37,24 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         let authorization: String
         let insights: [JSONValue]
         let receivedAt: Int64
+        /// The original body, kept only where it is what gets stored (`local`).
         let body: [UInt8]
+        /// Bytes this entry counts against `maxBufferedBytes` (its original request size).
+        let size: Int
+        /// Insight objects in it (for the accepted/dropped counts).
+        let events: Int
     }
 
     private let mode: Mode
     private let settings: Settings
     private let http: HTTPClient
     private let logger: Logger
-    private let buffer = Mutex<[Pending]>([])
+    private struct Buffer {
+        var items: [Pending] = []
+        var bytes = 0
+    }
+
+    private let buffer = Mutex(Buffer())
     private let dropped = Counter(label: "featbit_agent_insights_dropped_total")
     private let accepted = Counter(label: "featbit_agent_insights_accepted_total")
     private let forwarded = Counter(label: "featbit_agent_insights_forwarded_total")
@@ -56,7 +68,7 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     }
 
     /// Bodies waiting to be sent or stored.
-    public var pendingCount: Int { buffer.withLock { $0.count } }
+    public var pendingCount: Int { buffer.withLock { $0.items.count } }
 
     public func accept(body: [UInt8], authorization: String) {
         if case .drop = mode {
@@ -67,11 +79,17 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             logger.info("ignored an insight body that is not a JSON array", metadata: ["event": "insights-malformed"])
             return
         }
-        let item = Pending(authorization: authorization, insights: insights,
-                           receivedAt: Int64(Date().timeIntervalSince1970 * 1000), body: body)
+        var keepsBody = false
+        if case .local = mode { keepsBody = true }
+        let item = Pending(authorization: authorization, insights: keepsBody ? [] : insights,
+                           receivedAt: Int64(Date().timeIntervalSince1970 * 1000), body: keepsBody ? body : [],
+                           size: body.count, events: insights.count)
         let fits = buffer.withLock { pending -> Bool in
-            guard pending.count < settings.capacity else { return false }
-            pending.append(item)
+            guard pending.items.count < settings.capacity, pending.bytes + item.size <= settings.maxBufferedBytes else {
+                return false
+            }
+            pending.items.append(item)
+            pending.bytes += item.size
             return true
         }
         if fits {
@@ -105,8 +123,8 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     @discardableResult
     public func flush() async -> Bool {
         let batch = buffer.withLock { pending -> [Pending] in
-            defer { pending.removeAll(keepingCapacity: true) }
-            return pending
+            defer { pending = Buffer() }
+            return pending.items
         }
         guard !batch.isEmpty else { return true }
         switch mode {
@@ -142,7 +160,8 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
                     forwarded.increment(by: chunk.count)
                 } else {
                     failed.append(Pending(authorization: authorization, insights: Array(insights[start...]),
-                                          receivedAt: items[0].receivedAt, body: []))
+                                          receivedAt: items[0].receivedAt, body: [],
+                                          size: items.reduce(0) { $0 + $1.size }, events: insights.count - start))
                     break
                 }
                 start += settings.maxBatch
@@ -179,11 +198,15 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     /// Puts failed work back at the front, within the capacity; the oldest overflow is dropped and counted.
     private func requeue(_ items: [Pending]) {
         let overflow = buffer.withLock { pending -> Int in
-            var merged = items + pending
-            let excess = max(0, merged.count - settings.capacity)
-            let lost = merged.prefix(excess).reduce(0) { $0 + $1.insights.count }
-            merged.removeFirst(excess)
-            pending = merged
+            var merged = items + pending.items
+            var bytes = merged.reduce(0) { $0 + $1.size }
+            var lost = 0
+            while !merged.isEmpty, merged.count > settings.capacity || bytes > settings.maxBufferedBytes {
+                let dropped = merged.removeFirst()
+                bytes -= dropped.size
+                lost += dropped.events
+            }
+            pending = Buffer(items: merged, bytes: bytes)
             return lost
         }
         if overflow > 0 {
