@@ -194,10 +194,16 @@ struct AgentRuntime {
                 logger: logger
             )
         )
-        try await group.run()
+        let result: Result<Void, any Error>
+        do { try await group.run(); result = .success(()) } catch { result = .failure(error) }
+        let stillOpen = await hub.drain()
+        if stillOpen > 0 {
+            logger.warning("SDK sockets still open at exit", metadata: ["event": "shutdown-drain", "open": "\(stillOpen)"])
+        }
         hub.stop()
         database?.close()
         logger.info("agent stopped", metadata: ["event": "stopped"])
+        try result.get()
     }
 }
 

@@ -150,6 +150,23 @@ import AgentServer
         }
     }
 
+    @Test func drainClosesEverySdkSocketWith1001AndWaitsUntilTheyAreGone() async throws {
+        try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
+            // One registered server SDK and one socket that never sent data-sync: both must get 1001.
+            async let registered = sdkSession(url: agent.streamingURL(), send: [TestData.dataSync(0)], timeout: .seconds(8))
+            async let silent = sdkSession(url: agent.streamingURL(), timeout: .seconds(8))
+            for _ in 0..<400 where agent.hub.openSocketCount < 2 || agent.hub.connectionCounts.server < 1 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(agent.hub.openSocketCount == 2)
+            let stillOpen = await agent.hub.drain(timeout: .seconds(4))
+            #expect(stillOpen == 0)
+            #expect(try await registered.closeCode == .goingAway)
+            #expect(try await silent.closeCode == .goingAway)
+            #expect(agent.hub.connectionCounts.server == 0)
+        }
+    }
+
     @Test func aRejectedClientReconnectingAThousandTimesCostsNothing() async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
             let url = agent.streamingURL(token: TestAgent.token(TestData.unknownSecret))

@@ -32,6 +32,8 @@ public final class StreamingHub: Sendable {
     private let loops: [any EventLoop]
     private let serverConnections = Atomic<Int>(0)
     private let clientConnections = Atomic<Int>(0)
+    /// Every upgraded `/streaming` socket still open, registered or not (what a graceful shutdown waits for).
+    private let openSockets = Atomic<Int>(0)
     private let rejectedHandshakes = Counter(label: "featbit_agent_streaming_rejected_total")
     private let pushesSent = Counter(label: "featbit_agent_streaming_pushes_total")
     private let connectionsGauge = Gauge(label: "featbit_agent_streaming_connections")
@@ -103,6 +105,12 @@ public final class StreamingHub: Sendable {
 
     func noteRejectedHandshake() { rejectedHandshakes.increment() }
 
+    func socketOpened() { openSockets.add(1, ordering: .relaxed) }
+    func socketClosed() { openSockets.subtract(1, ordering: .relaxed) }
+
+    /// Upgraded `/streaming` sockets not yet closed.
+    public var openSocketCount: Int { openSockets.load(ordering: .relaxed) }
+
     // MARK: - Fan-out
 
     private func fanOut(_ change: AppliedChange) {
@@ -138,6 +146,22 @@ public final class StreamingHub: Sendable {
             guard let registry = registries[ObjectIdentifier(loop)] else { continue }
             try? await loop.submit { registry.all().forEach { $0.shutdown() } }.get()
         }
+    }
+
+    /// Graceful shutdown of the SDK sockets: sends 1001 to each open session, then waits until every upgraded socket
+    /// is closed (the SDK answered the Close, or its 2 s grace ran out) or `timeout` passes. The HTTP server's own
+    /// quiescing does not wait for sockets that left its task tree, so without this the process could exit before
+    /// the Close frames are written and SDKs would see a dropped connection instead of 1001.
+    /// Returns the sockets still open at the end.
+    @discardableResult
+    public func drain(timeout: Duration = .seconds(4)) async -> Int {
+        await closeAll()
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while openSocketCount > 0, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return openSocketCount
     }
 }
 

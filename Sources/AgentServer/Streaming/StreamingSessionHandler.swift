@@ -37,6 +37,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        hub.socketOpened()
         encodedFrameContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         let actions = pendingActions
         pendingActions = []
@@ -44,6 +45,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        hub.socketClosed()
         closeGrace?.cancel()
         deregister(on: context.eventLoop)
         self.context = nil
