@@ -118,11 +118,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Insight load client for scripts/bench-e2e (a benchmark tool, not part of the agent).
+        // <sys/epoll.h> for bench-client's raw sockets (Glibc's Swift module does not export it).
+        .target(name: "CEpoll"),
+        // Load client for scripts/bench-fanout and scripts/bench-e2e (a benchmark tool, not part of the agent).
         .executableTarget(
             name: "BenchClient",
             dependencies: [
                 "AgentCore",
+                "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -5,7 +5,7 @@
 //     accepted per second as one JSON line.
 //   bench-client fanout HOST PORT SECRET N AGENT_PID METHOD URL AUTH CHANGE_BODY [FLOOR_CHANGE_BODY]
 //     N idle server SDKs on /streaming, the agent's RSS per socket, and the time from one change to each push
-//     (see Fanout.swift). FANOUT_CLIENT_THREADS (default: cores) and FANOUT_CONNECT_CONCURRENCY (default 200).
+//     (see Fanout.swift). FANOUT_CLIENT_THREADS (default 1) and FANOUT_CONNECT_CONCURRENCY (default 200).
 import AgentCore
 import AsyncHTTPClient
 import Foundation
