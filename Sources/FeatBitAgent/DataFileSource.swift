@@ -45,7 +45,7 @@ struct DataFileSource: Service {
             last = current
             do {
                 let environments = try Self.load(path: path)
-                let applied = store.apply(.replace(environments))
+                let applied = await store.applyOnWriterThread(.replace(environments))
                 logger.info("data file reloaded", metadata: [
                     "event": "datafile-reloaded", "path": "\(path)", "changed": "\(applied != nil)",
                     "dataVersion": "\(store.snapshot.version)",

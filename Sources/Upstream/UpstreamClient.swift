@@ -108,8 +108,8 @@ public final class UpstreamClient: Service, Sendable {
                     for try await message in inbound.messages(maxSize: self.settings.maxMessageBytes) {
                         lastMessage.touch()
                         switch message {
-                        case .text(let text): self.handle(Array(text.utf8))
-                        case .binary(let buffer): self.handle(Array(buffer.readableBytesView))
+                        case .text(let text): await self.handle(Array(text.utf8))
+                        case .binary(let buffer): await self.handle(Array(buffer.readableBytesView))
                         }
                     }
                     group.cancelAll()
@@ -123,15 +123,15 @@ public final class UpstreamClient: Service, Sendable {
     }
 
     /// Applies one upstream message; bad input is logged and dropped, the data already held stays.
-    func handle(_ bytes: [UInt8]) {
+    func handle(_ bytes: [UInt8]) async {
         switch UpstreamMessage.parse(bytes) {
         case .success(.ignored):
             return
         case .success(.full(let environments)):
-            let applied = store.apply(.replace(environments))
+            let applied = await store.applyOnWriterThread(.replace(environments))
             accepted(kind: "rp_full", changed: applied)
         case .success(.patch(let environments)):
-            let applied = store.apply(.upsert(environments))
+            let applied = await store.applyOnWriterThread(.upsert(environments))
             accepted(kind: "patch", changed: applied)
         case .failure(let rejection):
             messagesRejected.increment()

@@ -86,3 +86,24 @@ final class RecordingJournal: ChangeJournal, @unchecked Sendable {
     var sequences: [UInt64] { lock.withLock { _sequences } }
     func persist(_ change: AppliedChange) { lock.withLock { _sequences.append(change.sequence) } }
 }
+
+/// A journal whose commits wait while its gate is closed (at most 5 s each), like a slow disk.
+final class GatedJournal: ChangeJournal, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _sequences: [UInt64] = []
+    private var closed = false
+    private let gate = DispatchSemaphore(value: 0)
+    var sequences: [UInt64] { lock.withLock { _sequences } }
+
+    func closeGate() { lock.withLock { closed = true } }
+
+    func openGate() {
+        lock.withLock { closed = false }
+        for _ in 0..<64 { gate.signal() }
+    }
+
+    func persist(_ change: AppliedChange) {
+        if lock.withLock({ closed }) { _ = gate.wait(timeout: .now() + 5) }
+        lock.withLock { _sequences.append(change.sequence) }
+    }
+}

@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// The single writer of the agent's data (architecture: "the one writer").
@@ -15,6 +16,8 @@ public final class DataStore: Sendable {
     /// Serialises writers; held across the whole apply (merge, journal, publish, notify) so the feed is ordered.
     private let writer = Mutex(WriterState())
     private let journal: (any ChangeJournal)?
+    /// Where `applyOnWriterThread` runs `apply`.
+    private let writerQueue = DispatchQueue(label: "featbit-agent.store-writer")
 
     public init(initial: DataSnapshot = .empty, journal: (any ChangeJournal)? = nil) {
         self.current = Mutex(initial)
@@ -53,6 +56,16 @@ public final class DataStore: Sendable {
             current.withLock { $0 = applied.snapshot }
             for subscriber in state.subscribers.values { subscriber(applied) }
             return applied
+        }
+    }
+
+    /// `apply`, run on the store's own writer thread. With a journal, `apply` waits for a database commit (an fsync);
+    /// async callers (HTTP handlers, the upstream client, the data-file watcher) use this so that wait blocks the
+    /// writer thread instead of a Swift concurrency pool thread — there is one per core, serving every HTTP request.
+    @discardableResult
+    public func applyOnWriterThread(_ change: Change) async -> AppliedChange? {
+        await withCheckedContinuation { continuation in
+            writerQueue.async { continuation.resume(returning: self.apply(change)) }
         }
     }
 

@@ -181,7 +181,7 @@ public struct AgentRoutes: Sendable {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
             return Self.error(error.description, status: .badRequest)
         }
-        let applied = store.apply(.replace(environments))
+        let applied = await store.applyOnWriterThread(.replace(environments))
         let snapshot = store.snapshot
         logger.info("bootstrap applied", metadata: [
             "event": "bootstrap-applied", "environments": "\(environments.count)",
