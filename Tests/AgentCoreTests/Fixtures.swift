@@ -87,13 +87,16 @@ final class RecordingJournal: ChangeJournal, @unchecked Sendable {
     func persist(_ change: AppliedChange) { lock.withLock { _sequences.append(change.sequence) } }
 }
 
-/// A journal whose commits wait while its gate is closed (at most 5 s each), like a slow disk.
+/// A journal whose commits wait while its gate is closed (at most 10 s each), like a slow disk.
 final class GatedJournal: ChangeJournal, @unchecked Sendable {
     private let lock = NSLock()
     private var _sequences: [UInt64] = []
     private var closed = false
+    private var gaveUp = 0
     private let gate = DispatchSemaphore(value: 0)
     var sequences: [UInt64] { lock.withLock { _sequences } }
+    /// Commits that stopped waiting because the gate stayed closed for 10 s.
+    var commitsThatGaveUp: Int { lock.withLock { gaveUp } }
 
     func closeGate() { lock.withLock { closed = true } }
 
@@ -103,7 +106,9 @@ final class GatedJournal: ChangeJournal, @unchecked Sendable {
     }
 
     func persist(_ change: AppliedChange) {
-        if lock.withLock({ closed }) { _ = gate.wait(timeout: .now() + 5) }
+        if lock.withLock({ closed }), gate.wait(timeout: .now() + 10) == .timedOut {
+            lock.withLock { gaveUp += 1 }
+        }
         lock.withLock { _sequences.append(change.sequence) }
     }
 }
