@@ -100,6 +100,7 @@ let package = Package(
             name: "FeatBitSimulatorCore",
             dependencies: [
                 "AgentCore",
+                "AgentServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

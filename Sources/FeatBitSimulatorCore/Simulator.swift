@@ -395,7 +395,8 @@ public final class Simulator: Sendable {
 
     // MARK: - Agent registration (spec §3.2)
 
-    public enum RegistrationOutcome: Sendable, Equatable {
+    /// What a registration or insight request meets: an injected failure, a delay, or nothing.
+    public enum FaultOutcome: Sendable, Equatable {
         /// Answer this instead (after `delayMillis`).
         case injected(InjectedResponse, delayMillis: Int)
         /// Only wait, then handle normally.
@@ -404,14 +405,14 @@ public final class Simulator: Sendable {
     }
 
     /// Counts a registration request and consumes one injected failure, if any.
-    public func beginRegistration() -> RegistrationOutcome {
+    public func beginRegistration() -> FaultOutcome {
         state.withLock { state in
             state.registrationRequests += 1
             return Self.outcome(state.registrationFailures.next())
         }
     }
 
-    static func outcome(_ plan: FailurePlan?) -> RegistrationOutcome {
+    static func outcome(_ plan: FailurePlan?) -> FaultOutcome {
         guard let plan else { return .normal }
         guard let status = plan.status else { return .delayed(plan.delayMillis) }
         return .injected(.forStatus(status, retryAfterSeconds: plan.retryAfterSeconds), delayMillis: plan.delayMillis)
@@ -437,7 +438,7 @@ public final class Simulator: Sendable {
 
     // MARK: - Insights (spec §4.4, §6.3)
 
-    public func beginInsight() -> RegistrationOutcome {
+    public func beginInsight() -> FaultOutcome {
         state.withLock { state in
             state.insightRequests += 1
             return Self.outcome(state.insightFailures.next())

@@ -1,4 +1,5 @@
 import AgentCore
+import AgentServer
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -128,47 +129,47 @@ struct SimulatorRoutes: Sendable {
     func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .caseInsensitive)
         router.add(middleware: DownMiddleware(simulator: simulator))
-        router.get("/streaming") { _, _ in Self.empty(.unauthorized) }
+        router.get("/streaming") { _, _ in Response.empty(.unauthorized) }
         router.post("/api/public/agent/register") { request, _ in try await register(request) }
         router.post("/api/public/insight/track") { request, _ in try await track(request) }
         router.get("/api/public/sdk/server/latest-all") { request, _ in serverLatestAll(request) }
-        router.get("/health/liveness") { _, _ in Self.text("Healthy") }
+        router.get("/health/liveness") { _, _ in Response.text("Healthy") }
 
-        router.get("/control/state") { _, _ in Self.json(simulator.stateJSON()) }
-        router.get("/control/data") { _, _ in Self.json(simulator.data.backupJSON()) }
-        router.get("/control/connections") { _, _ in Self.json(simulator.connectionsJSON()) }
+        router.get("/control/state") { _, _ in Response.json(simulator.stateJSON()) }
+        router.get("/control/data") { _, _ in Response.json(simulator.data.backupJSON()) }
+        router.get("/control/connections") { _, _ in Response.json(simulator.connectionsJSON()) }
         router.put("/control/flags") { request, _ in try await upsert(request, kind: .flag) }
         router.put("/control/segments") { request, _ in try await upsert(request, kind: .segment) }
         router.post("/control/bootstrap") { request, _ in try await bootstrap(request) }
         router.get("/control/insights") { request, _ in
-            Self.json(simulator.insightsJSON(clear: request.uri.queryParameters.get("clear") == "true"))
+            Response.json(simulator.insightsJSON(clear: request.uri.queryParameters.get("clear") == "true"))
         }
-        router.get("/control/agent-status") { _, _ in Self.json(simulator.agentStatusJSON()) }
-        router.get("/control/registration-failures") { _, _ in Self.json(simulator.registrationFailures.json) }
+        router.get("/control/agent-status") { _, _ in Response.json(simulator.agentStatusJSON()) }
+        router.get("/control/registration-failures") { _, _ in Response.json(simulator.registrationFailures.json) }
         router.post("/control/registration-failures") { request, _ in
             try await addFailure(request) { simulator.addRegistrationFailure($0) }
         }
         router.delete("/control/registration-failures") { _, _ in
             simulator.clearRegistrationFailures()
-            return Self.json(.object(["pending": .integer(0)]))
+            return Response.json(.object(["pending": .integer(0)]))
         }
-        router.get("/control/insight-failures") { _, _ in Self.json(simulator.insightFailures.json) }
+        router.get("/control/insight-failures") { _, _ in Response.json(simulator.insightFailures.json) }
         router.post("/control/insight-failures") { request, _ in
             try await addFailure(request) { simulator.addInsightFailure($0) }
         }
         router.delete("/control/insight-failures") { _, _ in
             simulator.clearInsightFailures()
-            return Self.json(.object(["pending": .integer(0)]))
+            return Response.json(.object(["pending": .integer(0)]))
         }
         router.post("/control/down") { _, _ in
             let dropped = simulator.down()
             logger.info("simulator down", metadata: ["dropped": "\(dropped)"])
-            return Self.json(.object(["up": .bool(false), "dropped": .integer(Int64(dropped))]))
+            return Response.json(.object(["up": .bool(false), "dropped": .integer(Int64(dropped))]))
         }
         router.post("/control/up") { _, _ in
             simulator.up()
             logger.info("simulator up")
-            return Self.json(.object(["up": .bool(true)]))
+            return Response.json(.object(["up": .bool(true)]))
         }
         router.post("/control/close-relay-proxies") { request, _ in try await closeConnections(request) }
         router.post("/control/send-raw") { request, _ in try await sendRaw(request) }
@@ -179,60 +180,44 @@ struct SimulatorRoutes: Sendable {
 
     /// `POST /api/public/agent/register` (spec §3.2).
     private func register(_ request: Request) async throws -> Response {
-        switch simulator.beginRegistration() {
-        case .injected(let response, let delay):
-            try await Self.sleep(delay)
-            return Self.injected(response)
-        case .delayed(let delay):
-            try await Self.sleep(delay)
-        case .normal:
-            break
-        }
-        guard simulator.isKnownRelayProxyKey(request.headers[.authorization]) else { return Self.empty(.unauthorized) }
+        if let injected = try await Self.injectFault(simulator.beginRegistration()) { return injected }
+        guard simulator.isKnownRelayProxyKey(request.headers[.authorization]) else { return Response.empty(.unauthorized) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
         guard let json = try? JSONValue.parse(body.readableBytesView), let agentId = json.stringValue,
               !agentId.allSatisfy(\.isWhitespace)
         else {
-            return Self.error("the body must be the agent id as a JSON string", status: .badRequest)
+            return Response.error("the body must be the agent id as a JSON string", status: .badRequest)
         }
         simulator.register(agentId: agentId)
         logger.info("agent registered", metadata: ["agentId": "\(agentId)"])
         if request.headers[.accept]?.contains("application/json") ?? false {
-            return Self.json(.string(agentId))
+            return Response.json(.string(agentId))
         }
-        return Self.text(agentId)
+        return Response.text(agentId)
     }
 
     /// `POST /api/public/insight/track` (spec §4.4, §6.3).
     private func track(_ request: Request) async throws -> Response {
-        switch simulator.beginInsight() {
-        case .injected(let response, let delay):
-            try await Self.sleep(delay)
-            return Self.injected(response)
-        case .delayed(let delay):
-            try await Self.sleep(delay)
-        case .normal:
-            break
-        }
+        if let injected = try await Self.injectFault(simulator.beginInsight()) { return injected }
         guard let authorization = request.headers[.authorization], SecretCodec.envId(fromSecret: authorization) != nil
-        else { return Self.empty(.unauthorized) }
+        else { return Response.empty(.unauthorized) }
         let body = try await request.body.collect(upTo: Self.maxBodyBytes)
         guard let json = try? JSONValue.parse(body.readableBytesView) else {
-            return Self.error("the body is not JSON", status: .badRequest)
+            return Response.error("the body is not JSON", status: .badRequest)
         }
         simulator.recordInsight(authorization: authorization, body: json)
-        return Self.empty(.ok)
+        return Response.empty(.ok)
     }
 
     /// `GET /api/public/sdk/server/latest-all?timestamp=N` (spec §6.1).
     private func serverLatestAll(_ request: Request) -> Response {
         guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else {
-            return Self.empty(.unauthorized)
+            return Response.empty(.unauthorized)
         }
         let text = request.uri.queryParameters.get("timestamp")
-        guard let timestamp = text.map({ Int64($0) }) ?? 0 else { return Self.text("invalid timestamp", status: .badRequest) }
+        guard let timestamp = text.map({ Int64($0) }) ?? 0 else { return Response.text("invalid timestamp", status: .badRequest) }
         let body = simulator.data.serverLatestAll(envId: envId.featbitString, timestamp: timestamp)
-        return body.isEmpty ? Self.empty(.ok) : Self.json(body)
+        return body.isEmpty ? Response.empty(.ok) : Response.json(body)
     }
 
     // MARK: - Control API
@@ -261,18 +246,18 @@ struct SimulatorRoutes: Sendable {
             do {
                 items.append(try DataItem(kind: kind, json: entity))
             } catch {
-                return Self.error("[\(index)]: \(error)", status: .badRequest)
+                return Response.error("[\(index)]: \(error)", status: .badRequest)
             }
         }
         let counts: Simulator.PushCounts
         do {
             counts = try simulator.upsert(items)
         } catch {
-            return Self.error(error.description, status: .notFound)
+            return Response.error(error.description, status: .notFound)
         }
         logger.info("entities upserted", metadata: ["kind": "\(kind.rawValue)", "count": "\(items.count)"])
         let data = simulator.data
-        return Self.json(.object([
+        return Response.json(.object([
             "items": .array(items.map { item in
                 .object(["id": .string(item.id), "envId": .string(item.envId), "updatedAt": .integer(item.updatedAt)])
             }),
@@ -293,12 +278,12 @@ struct SimulatorRoutes: Sendable {
         do {
             environments = try DataSetParser.parseBootstrap(json)
         } catch {
-            return Self.error(error.description, status: .badRequest)
+            return Response.error(error.description, status: .badRequest)
         }
         simulator.replace(with: environments)
         let data = simulator.data
         logger.info("bootstrap applied", metadata: ["environments": "\(data.envOrder.count)"])
-        return Self.json(.object([
+        return Response.json(.object([
             "environments": .integer(Int64(data.envOrder.count)), "flags": .integer(Int64(data.flagCount)),
             "segments": .integer(Int64(data.segmentCount)), "dataVersion": .integer(data.version),
             "revision": .integer(Int64(data.revision)),
@@ -314,9 +299,9 @@ struct SimulatorRoutes: Sendable {
         do {
             let plan = try FailurePlan(json: json)
             add(plan)
-            return Self.json(plan.json)
+            return Response.json(plan.json)
         } catch {
-            return Self.error(error.description, status: .badRequest)
+            return Response.error(error.description, status: .badRequest)
         }
     }
 
@@ -328,12 +313,12 @@ struct SimulatorRoutes: Sendable {
         case .rejected(let response): return response
         }
         let code = json["code"].flatMap(FailurePlan.int) ?? 1000
-        guard (1000...4999).contains(code) else { return Self.error("\"code\" must be 1000...4999", status: .badRequest) }
+        guard (1000...4999).contains(code) else { return Response.error("\"code\" must be 1000...4999", status: .badRequest) }
         let reason = json["reason"]?.stringValue ?? "close by server"
         let type = Self.connectionType(json["type"]?.stringValue ?? "relay-proxy")
         let closed = simulator.close(type: type, code: code, reason: reason)
         logger.info("connections closed", metadata: ["code": "\(code)", "count": "\(closed)"])
-        return Self.json(.object(["closed": .integer(Int64(closed))]))
+        return Response.json(.object(["closed": .integer(Int64(closed))]))
     }
 
     /// `POST /control/send-raw {"text": "…", "type"?: "relay-proxy"|"server"|"client"|"all"}`.
@@ -343,10 +328,10 @@ struct SimulatorRoutes: Sendable {
         case .parsed(let value): json = value
         case .rejected(let response): return response
         }
-        guard let text = json["text"]?.stringValue else { return Self.error("missing \"text\"", status: .badRequest) }
+        guard let text = json["text"]?.stringValue else { return Response.error("missing \"text\"", status: .badRequest) }
         let type = Self.connectionType(json["type"]?.stringValue ?? "relay-proxy")
         let sent = simulator.sendRaw(Array(text.utf8), type: type)
-        return Self.json(.object(["sent": .integer(Int64(sent)), "bytes": .integer(Int64(text.utf8.count))]))
+        return Response.json(.object(["sent": .integer(Int64(sent)), "bytes": .integer(Int64(text.utf8.count))]))
     }
 
     static func connectionType(_ text: String) -> String? { text == "all" ? nil : text }
@@ -363,13 +348,27 @@ struct SimulatorRoutes: Sendable {
         do {
             body = try await request.body.collect(upTo: maxBodyBytes)
         } catch {
-            return .rejected(Self.error("request body is larger than \(maxBodyBytes) bytes", status: .contentTooLarge))
+            return .rejected(Response.error("request body is larger than \(maxBodyBytes) bytes", status: .contentTooLarge))
         }
         if allowEmpty && body.readableBytes == 0 { return .parsed(.object([:])) }
         do {
             return .parsed(try JSONValue.parse(body.readableBytesView))
         } catch {
-            return .rejected(Self.error(error.description, status: .badRequest))
+            return .rejected(Response.error(error.description, status: .badRequest))
+        }
+    }
+
+    /// Waits out an injected delay; returns the injected response to answer instead, or nil to handle normally.
+    static func injectFault(_ outcome: Simulator.FaultOutcome) async throws -> Response? {
+        switch outcome {
+        case .injected(let response, let delay):
+            try await sleep(delay)
+            return injected(response)
+        case .delayed(let delay):
+            try await sleep(delay)
+            return nil
+        case .normal:
+            return nil
         }
     }
 
@@ -390,28 +389,6 @@ struct SimulatorRoutes: Sendable {
         return Response(status: .init(code: injected.status), headers: headers,
                         body: .init(byteBuffer: ByteBuffer(string: injected.body)))
     }
-
-    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        json(JSONWriter.bytes(value), status: status)
-    }
-
-    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    static func text(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(string: text)))
-    }
-
-    static func empty(_ status: HTTPResponse.Status) -> Response {
-        Response(status: status, headers: [.contentLength: "0"])
-    }
-
-    static func error(_ message: String, status: HTTPResponse.Status) -> Response {
-        json(.object(["error": .string(message)]), status: status)
-    }
 }
 
 /// While the simulator is down, everything but `/control/` answers 503.
@@ -422,7 +399,7 @@ struct DownMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context,
                 next: (Request, Context) async throws -> Response) async throws -> Response {
         if !simulator.isUp && !request.uri.path.lowercased().hasPrefix("/control/") {
-            return SimulatorRoutes.error("simulator is down", status: .serviceUnavailable)
+            return Response.error("simulator is down", status: .serviceUnavailable)
         }
         return try await next(request, context)
     }

@@ -197,7 +197,7 @@ struct FailureInjectionTests {
         sim.addRegistrationFailure(try FailurePlan(json: JSONValue.parse(#"{"status":429,"retryAfter":3}"#)))
         sim.addRegistrationFailure(try FailurePlan(json: JSONValue.parse(#"{"delayMs":20,"count":1}"#)))
         #expect(sim.registrationFailures.pending == 4)
-        var outcomes: [Simulator.RegistrationOutcome] = []
+        var outcomes: [Simulator.FaultOutcome] = []
         for _ in 0..<6 { outcomes.append(sim.beginRegistration()) }
         #expect(outcomes == [
             .injected(.forStatus(500, retryAfterSeconds: 1), delayMillis: 0),

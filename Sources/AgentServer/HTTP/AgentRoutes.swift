@@ -46,10 +46,10 @@ public struct AgentRoutes: Sendable {
             allowHeaders: [.accept, .authorization, .contentType, .origin, .userAgent],
             allowMethods: [.get, .post, .put, .delete, .head, .options, .patch]
         ))
-        router.get("/health/liveness") { _, _ in Self.text("Healthy") }
+        router.get("/health/liveness") { _, _ in Response.text("Healthy") }
         router.get("/health/readiness") { _, _ in
             let readiness = status.readiness(hasData: store.snapshot.isInitialised)
-            return Self.text(readiness.rawValue, status: .init(code: readiness.httpStatus))
+            return Response.text(readiness.rawValue, status: .init(code: readiness.httpStatus))
         }
         router.get("/api/public/sdk/server/latest-all") { request, _ in serverLatestAll(request) }
         router.post("/api/public/sdk/client/latest-all") { request, context in
@@ -78,50 +78,50 @@ public struct AgentRoutes: Sendable {
     // MARK: - SDK endpoints
 
     private func serverLatestAll(_ request: Request) -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
-        guard let timestamp = Self.timestamp(request) else { return Self.text("invalid timestamp", status: .badRequest) }
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
+        guard let timestamp = Self.timestamp(request) else { return Response.text("invalid timestamp", status: .badRequest) }
         let env = store.snapshot.environments[envId.featbitString]
         if timestamp > 0, env.map({ $0.items(after: timestamp) }).map({ $0.flags.isEmpty && $0.segments.isEmpty }) ?? true {
-            return Self.empty(.ok)
+            return Response.empty(.ok)
         }
-        return Self.json(SDKPayload.serverReply(to: timestamp, in: env))
+        return Response.json(SDKPayload.serverReply(to: timestamp, in: env))
     }
 
     private func clientLatestAll(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
-        guard let timestamp = Self.timestamp(request) else { return Self.text("invalid timestamp", status: .badRequest) }
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
+        guard let timestamp = Self.timestamp(request) else { return Response.text("invalid timestamp", status: .badRequest) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
         guard let json = try? JSONValue.parse(body.readableBytesView) else {
-            return Self.error("request body is not a JSON end user", status: .badRequest)
+            return Response.error("request body is not a JSON end user", status: .badRequest)
         }
-        guard let user = EndUser.parse(json) else { return Self.text("invalid end user", status: .badRequest) }
+        guard let user = EndUser.parse(json) else { return Response.text("invalid end user", status: .badRequest) }
         let env = store.snapshot.environments[envId.featbitString]
         let reply = ClientPayload.latestAllBody(timestamp: timestamp, user: user, in: env,
                                                 flagModel: { $0.flagModel ?? FlagModel(item: $0) },
                                                 segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) })
-        return reply.isEmpty ? Self.empty(.ok) : Self.json(reply)
+        return reply.isEmpty ? Response.empty(.ok) : Response.json(reply)
     }
 
     private func evaluateFlags(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Self.empty(.unauthorized) }
+        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
         let env = store.snapshot.environments[envId.featbitString]
         switch EvaluateAPI.answer(bodyBytes: Array(body.readableBytesView), in: env,
                                   flagModel: { $0.flagModel ?? FlagModel(item: $0) },
                                   segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) }) {
-        case .success(let bytes): return Self.json(bytes)
-        case .failure(let failure): return Self.text(failure.text, status: .badRequest)
+        case .success(let bytes): return Response.json(bytes)
+        case .failure(let failure): return Response.text(failure.text, status: .badRequest)
         }
     }
 
     private func trackInsights(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard settings.forwardEvents else { return Self.empty(.ok) }
+        guard settings.forwardEvents else { return Response.empty(.ok) }
         guard let authorization = request.headers[.authorization], SecretCodec.envId(fromSecret: authorization) != nil else {
-            return Self.empty(.unauthorized)
+            return Response.empty(.unauthorized)
         }
         let body = try await request.body.collect(upTo: 4 * 1024 * 1024)
         insights?.accept(body: Array(body.readableBytesView), authorization: authorization)
-        return Self.empty(.ok)
+        return Response.empty(.ok)
     }
 
     // MARK: - Admin endpoints
@@ -132,7 +132,7 @@ public struct AgentRoutes: Sendable {
     }
 
     private func adminStatus(_ request: Request) -> Response {
-        guard isAdmin(request) else { return Self.empty(.unauthorized) }
+        guard isAdmin(request) else { return Response.empty(.unauthorized) }
         let snapshot = store.snapshot
         let values = status.values
         let counts = hub.connectionCounts
@@ -154,21 +154,21 @@ public struct AgentRoutes: Sendable {
         if !values.problems.isEmpty {
             body["problems"] = .object(values.problems.mapValues { .string($0) })
         }
-        return Self.json(JSONWriter.bytes(.object(body)))
+        return Response.json(JSONWriter.bytes(.object(body)))
     }
 
     private func adminBackup(_ request: Request) -> Response {
-        guard isAdmin(request) else { return Self.empty(.unauthorized) }
-        return Self.json(store.snapshot.backupJSON())
+        guard isAdmin(request) else { return Response.empty(.unauthorized) }
+        return Response.json(store.snapshot.backupJSON())
     }
 
     private func adminBootstrap(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard isAdmin(request) else { return Self.empty(.unauthorized) }
+        guard isAdmin(request) else { return Response.empty(.unauthorized) }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: settings.maxBodyBytes)
         } catch {
-            return Self.error("request body is larger than \(settings.maxBodyBytes) bytes", status: .contentTooLarge)
+            return Response.error("request body is larger than \(settings.maxBodyBytes) bytes", status: .contentTooLarge)
         }
         let environments: [EnvironmentData]
         do {
@@ -176,10 +176,10 @@ public struct AgentRoutes: Sendable {
             environments = try DataSetParser.parseBootstrap(json)
         } catch let error as JSONValue.ParseError {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
-            return Self.error(error.description, status: .badRequest)
+            return Response.error(error.description, status: .badRequest)
         } catch let error as DataSetError {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
-            return Self.error(error.description, status: .badRequest)
+            return Response.error(error.description, status: .badRequest)
         }
         let applied = await store.applyOnWriterThread(.replace(environments))
         let snapshot = store.snapshot
@@ -187,7 +187,7 @@ public struct AgentRoutes: Sendable {
             "event": "bootstrap-applied", "environments": "\(environments.count)",
             "changed": "\(applied != nil)", "dataVersion": "\(snapshot.version)", "sequence": "\(snapshot.sequence)",
         ])
-        return Self.json(JSONWriter.bytes(.object([
+        return Response.json(JSONWriter.bytes(.object([
             "serves": .string(snapshot.serves), "dataVersion": .integer(snapshot.version),
         ])))
     }
@@ -197,23 +197,5 @@ public struct AgentRoutes: Sendable {
     private static func timestamp(_ request: Request) -> Int64? {
         guard let text = request.uri.queryParameters.get("timestamp") else { return 0 }
         return Int64(text)
-    }
-
-    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    static func text(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(string: text)))
-    }
-
-    static func empty(_ status: HTTPResponse.Status) -> Response {
-        Response(status: status, headers: [.contentLength: "0"])
-    }
-
-    static func error(_ message: String, status: HTTPResponse.Status) -> Response {
-        json(JSONWriter.bytes(.object(["error": .string(message)])), status: status)
     }
 }
