@@ -134,11 +134,24 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // What the in-process server test suites share (starting a server on a free port, HTTP requests).
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "AgentCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(
             name: "FeatBitSimulatorTests",
             dependencies: [
-                "AgentCore", "FeatBitSimulatorCore",
+                "AgentCore", "FeatBitSimulatorCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -169,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "AgentServerTests",
             dependencies: [
-                "AgentCore", "AgentServer",
+                "AgentCore", "AgentServer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

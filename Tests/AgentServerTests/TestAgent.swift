@@ -6,11 +6,11 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 import WSClient
-import NIOWebSocket
-import AgentServer
 
 /// An agent server started in-process on 127.0.0.1 and a free port, with helpers to talk to it as an SDK would.
 /// `withTestAgent` always stops it.
@@ -42,21 +42,8 @@ struct TestAgent: Sendable {
 
     // MARK: HTTP
 
-    struct HTTPResult: Sendable {
-        let status: Int
-        let body: String
-        let headers: HTTPHeaders
-        var json: JSONValue? { try? JSONValue.parse(body) }
-    }
-
     func http(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: String? = nil) async throws -> HTTPResult {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = method
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return HTTPResult(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers)
+        try await httpRequest(method, baseURL + path, headers: headers, body: body)
     }
 
     func bootstrap(_ body: String, apiKey: String = TestAgent.apiKey) async throws -> HTTPResult {
@@ -77,43 +64,17 @@ func withTestAgent<T: Sendable>(
                            logger: TestAgent.logger)
     let routes = AgentRoutes(hub: hub, status: status, settings: .init(apiKey: TestAgent.apiKey), insights: nil,
                              metrics: nil, logger: TestAgent.logger)
-    let portBox = Mutex<Int?>(nil)
-    let app = AgentServerFactory.makeApplication(routes: routes, hub: hub, bindAddress: "127.0.0.1", port: 0,
-                                                 logger: TestAgent.logger) { port in
-        portBox.withLock { $0 = port }
-    }
     hub.start()
-    let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: TestAgent.logger))
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        defer { hub.stop() }
-        var port: Int?
-        for _ in 0..<500 {
-            port = portBox.withLock { $0 }
-            if port != nil { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        guard let port else {
-            await group.triggerGracefulShutdown()
-            throw TestFailure("server did not start within 5 s")
-        }
-        do {
-            let result = try await body(TestAgent(port: port, store: store, hub: hub, status: status))
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
+    defer { hub.stop() }
+    return try await withRunningServer(logger: TestAgent.logger, { onPort in
+        AgentServerFactory.makeApplication(routes: routes, hub: hub, bindAddress: "127.0.0.1", port: 0,
+                                           logger: TestAgent.logger, onServerRunning: { onPort($0) })
+    }) { port in
+        try await body(TestAgent(port: port, store: store, hub: hub, status: status))
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+typealias TestFailure = TestServerFailure
 
 /// What an SDK connection saw.
 struct SocketTranscript: Sendable {
@@ -165,11 +126,4 @@ func sdkSession(
         transcript.closeReason = close?.reason
         return transcript
     }
-}
-
-/// A value behind a lock that closures and tasks can share.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T { try mutex.withLock { try body(&$0) } }
 }

@@ -1,5 +1,6 @@
 import AgentCore
 import AsyncHTTPClient
+import TestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -28,67 +29,21 @@ struct RunningSimulator: Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     var relayProxyURL: String { "ws://127.0.0.1:\(port)/streaming?type=relay-proxy&token=\(SimFixtures.apiKey)" }
 
-    struct HTTPResult: Sendable {
-        let status: Int
-        let body: String
-        let headers: HTTPHeaders
-        var json: JSONValue? { try? JSONValue.parse(body) }
-    }
-
     func http(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: String? = nil) async throws -> HTTPResult {
-        var request = HTTPClientRequest(url: base + path)
-        request.method = method
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return HTTPResult(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers)
+        try await httpRequest(method, base + path, headers: headers, body: body)
     }
 }
 
 func withSimulator<T: Sendable>(_ data: SimulatorData, _ body: @Sendable (RunningSimulator) async throws -> T) async throws -> T {
     let simulator = Simulator(data: data, settings: .init(apiKeys: [SimFixtures.apiKey]))
-    let portBox = Mutex<Int?>(nil)
-    let app = SimulatorServer.makeApplication(simulator: simulator, port: 0, logger: RunningSimulator.logger) { port in
-        portBox.withLock { $0 = port }
-    }
-    let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: RunningSimulator.logger))
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        var port: Int?
-        for _ in 0..<500 {
-            port = portBox.withLock { $0 }
-            if port != nil { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        guard let port else {
-            await group.triggerGracefulShutdown()
-            throw SimTestFailure("server did not start")
-        }
-        do {
-            let result = try await body(RunningSimulator(port: port, simulator: simulator))
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
-            throw error
-        }
+    return try await withRunningServer(logger: RunningSimulator.logger, { onPort in
+        SimulatorServer.makeApplication(simulator: simulator, port: 0, logger: RunningSimulator.logger, onServerRunning: { onPort($0) })
+    }) { port in
+        try await body(RunningSimulator(port: port, simulator: simulator))
     }
 }
 
-/// A value behind a lock that tasks can share.
-final class SharedBox<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T { try mutex.withLock { try body(&$0) } }
-}
-
-struct SimTestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+typealias SimTestFailure = TestServerFailure
 
 struct Transcript: Sendable {
     var messages: [String] = []
@@ -102,7 +57,7 @@ struct Transcript: Sendable {
 func wsSession(url: String, send: [String] = [], timeout: Duration = .seconds(5),
                afterSend: @escaping @Sendable () async throws -> Void = {},
                until: @escaping @Sendable ([String]) -> Bool = { _ in false }) async throws -> Transcript {
-    let collected = SharedBox(Transcript())
+    let collected = Locked(Transcript())
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
           do {
