@@ -167,6 +167,31 @@ import AgentServer
         }
     }
 
+    @Test func anSdkThatAsksAndNeverReadsIsThrottledThenClosed() async throws {
+        var settings = StreamingHub.Settings()
+        settings.slowConsumerTimeout = .seconds(2)
+        try await withTestAgent(initial: try TestData.fakeEnvironments(), settings: settings) { agent in
+            let socket = try RawSocket(port: agent.port)
+            defer { socket.close() }
+            let token = TestAgent.token(TestData.serverSecret)
+            #expect(try socket.upgrade(path: "/streaming?type=server&token=\(token)").hasPrefix("HTTP/1.1 101"))
+            // Full data-set requests, as fast as the agent takes them, while reading none of the answers.
+            let requests = Array(repeating: RawSocket.maskedText(TestData.dataSync(0)), count: 200).flatMap { $0 }
+            let deadline = ContinuousClock.now + .seconds(10)
+            var blocked = false
+            while !blocked, ContinuousClock.now < deadline {
+                guard let sent = socket.trySend(requests) else { break }
+                if sent == 0 { blocked = socket.becomesWritable(within: 200) == false }
+            }
+            // The agent stopped reading: had it gone on queueing full answers, the socket would drain again.
+            #expect(blocked, "the agent kept reading requests it could not answer")
+            #expect(socket.becomesWritable(within: 500) == false)
+            // And it gives the socket up once it has been stuck for slowConsumerTimeout (+ the 2 s close grace).
+            for _ in 0..<100 where agent.hub.openSocketCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(agent.hub.openSocketCount == 0)
+        }
+    }
+
     @Test func aRejectedClientReconnectingAThousandTimesCostsNothing() async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
             let url = agent.streamingURL(token: TestAgent.token(TestData.unknownSecret))

@@ -47,7 +47,7 @@ public struct SDKSession: Sendable {
     /// A complete text (or binary) message from the SDK.
     public mutating func receive<Bytes: Collection>(
         _ bytes: Bytes,
-        snapshot: DataSnapshot
+        snapshot: @autoclosure () -> DataSnapshot
     ) -> [Action] where Bytes.Element == UInt8 {
         guard case .open(let type, let envId, _) = state else { return [] }
         let message: InboundMessage
@@ -63,7 +63,8 @@ public struct SDKSession: Sendable {
         case .agentStatus:
             return []
         case .dataSync(let timestamp, let user):
-            let env = snapshot.environments[envId]
+            // Only a data-sync reads the data set (pings, the bulk of SDK traffic, never take the store's lock).
+            let env = snapshot().environments[envId]
             switch type {
             case .server:
                 return [.send(SDKPayload.serverReply(to: timestamp, in: env))]

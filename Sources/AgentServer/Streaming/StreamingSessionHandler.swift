@@ -17,7 +17,8 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     /// from there, so they skip the handlers and the encoder between this handler and the socket.
     private var encodedFrameContext: ChannelHandlerContext?
     private var registered: (envId: String, type: HandshakeValidator.ConnectionType)?
-    private var unwritableSince: NIODeadline?
+    /// Armed while the socket cannot take more writes: if it still cannot when this fires, the SDK is not reading.
+    private var slowConsumerCheck: Scheduled<Void>?
     /// Set once our Close frame is out: the socket is closed when the SDK answers it, or after a grace period.
     private var closeGrace: Scheduled<Void>?
     private let remote: String
@@ -47,6 +48,7 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     func handlerRemoved(context: ChannelHandlerContext) {
         hub.socketClosed()
         closeGrace?.cancel()
+        slowConsumerCheck?.cancel()
         deregister(on: context.eventLoop)
         self.context = nil
         encodedFrameContext = nil
@@ -86,8 +88,25 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
+    /// Backpressure: while our writes to the SDK are stuck, stop reading what it sends, so an SDK that asks for data
+    /// and never reads the answers cannot make the agent queue replies without bound. A socket that stays stuck for
+    /// `slowConsumerTimeout` is closed (the SDK resyncs from its version when it reconnects).
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        unwritableSince = context.channel.isWritable ? nil : .now()
+        let writable = context.channel.isWritable
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
+        if writable {
+            slowConsumerCheck?.cancel()
+            slowConsumerCheck = nil
+        } else if slowConsumerCheck == nil {
+            slowConsumerCheck = context.eventLoop.scheduleTask(in: hub.settings.slowConsumerTimeout) { [self] in
+                slowConsumerCheck = nil
+                guard let context = self.context, !context.channel.isWritable else { return }
+                hub.logger.warning("closing an SDK socket that does not read what the agent sends",
+                                   metadata: ["event": "sdk-slow-consumer", "remote": "\(remote)",
+                                              "envId": "\(registered?.envId ?? "-")"])
+                perform(session.slowConsumer(), context: context)
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -108,12 +127,6 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func push(serverFrames: [ServerFrame], clientPlan: ClientPushPlan) {
         guard let context, let registered else { return }
-        if let since = unwritableSince, NIODeadline.now() - since > hub.settings.slowConsumerTimeout {
-            hub.logger.warning("closing an SDK socket that does not read its pushes",
-                               metadata: ["event": "sdk-slow-consumer", "remote": "\(remote)", "envId": "\(registered.envId)"])
-            perform(session.slowConsumer(), context: context)
-            return
-        }
         switch registered.type {
         case .server:
             // The same serialised frame goes to every server SDK of the environment on this event loop.
@@ -165,7 +178,8 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
             case .ignored(let rejection):
                 hub.logger.debug("ignored SDK message", metadata: ["event": "sdk-message-ignored", "reason": "\(rejection)", "remote": "\(remote)"])
             case .invalidUser:
-                hub.logger.info("client data-sync without a valid user; no reply",
+                // Debug, like other ignored messages: an SDK can send these as fast as it likes.
+                hub.logger.debug("client data-sync without a valid user; no reply",
                                 metadata: ["event": "sdk-invalid-user", "remote": "\(remote)"])
             }
         }
