@@ -43,6 +43,17 @@ import Testing
         #expect(keys == ["Mode", "Port", "ForwardEvents", "InsightsMode", "LogLevel", "Streaming__TokenExpirySeconds", "EventUri", "Prot"])
     }
 
+    @Test func tokenExpiryOutsideOneSecondToOneYearIsAProblemNotACrash() {
+        for text in ["0", "31536001", "9223372036854775807", "1e16"] {
+            guard case .failure(let problems) = resolve(env: ["Mode": "offline", "Streaming__TokenExpirySeconds": text]) else {
+                Issue.record("\(text) was accepted")
+                continue
+            }
+            #expect(problems.list.map(\.key) == ["Streaming__TokenExpirySeconds"])
+        }
+        #expect((try? resolve(env: ["Mode": "offline", "Streaming__TokenExpirySeconds": "31536000"]).get())?.tokenExpirySeconds == 31_536_000)
+    }
+
     @Test func modeRequirements() {
         #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["Mode": "manual"]).get() }
         #expect(throws: AgentConfiguration.Problems.self) { try resolve(env: ["Mode": "auto", "ApiKey": "rp-x"]).get() }

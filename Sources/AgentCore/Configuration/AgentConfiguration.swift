@@ -35,6 +35,9 @@ public struct AgentConfiguration: Sendable, Equatable {
         public let help: String
     }
 
+    /// Largest accepted `Streaming__TokenExpirySeconds` (one year).
+    public static let maxTokenExpirySeconds = 31_536_000
+
     public static let keys: [Key] = [
         Key(name: "Mode", option: "mode", defaultText: "auto if StreamingUri is set, else offline",
             help: "auto (sync from FeatBit), manual (bootstrap API only) or offline (DataFile, db or the embedded demo)"),
@@ -166,8 +169,10 @@ public struct AgentConfiguration: Sendable, Equatable {
 
         var tokenExpiry = 30
         if let text = value("Streaming__TokenExpirySeconds") {
-            if let t = Int(text), t > 0 { tokenExpiry = t } else {
-                problems.append(Problem(key: "Streaming__TokenExpirySeconds", message: "\"\(text)\" is not a positive number of seconds"))
+            // Bounded so the window in milliseconds cannot overflow; a year is already far more than any SDK needs.
+            if let t = Int(text), (1...Self.maxTokenExpirySeconds).contains(t) { tokenExpiry = t } else {
+                problems.append(Problem(key: "Streaming__TokenExpirySeconds",
+                                        message: "\"\(text)\" is not a number of seconds from 1 to \(Self.maxTokenExpirySeconds)"))
             }
         }
 
