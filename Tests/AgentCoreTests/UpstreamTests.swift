@@ -31,6 +31,8 @@ import Testing
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_teleport","items":[]}}"#) == "unknown data-sync eventType \"rp_teleport\"")
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"patch","featureFlags":[{"id":"x","envId":"\#(Fixtures.envA)"}]}}"#)?.contains("updatedAt") == true)
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_full"}}"#) == "missing \"items\"")
+        // An rp_full item without its secrets would lock every SDK of that environment out: rejected instead.
+        #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_full","items":[{"envId":"\#(Fixtures.envA)","featureFlags":[],"segments":[]}]}}"#)?.contains("secrets") == true)
         if case .success(.ignored(let type)) = UpstreamMessage.parse(Array(#"{"messageType":"pong","data":{}}"#.utf8)) {
             #expect(type == "pong")
         } else {

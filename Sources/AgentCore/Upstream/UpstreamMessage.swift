@@ -36,7 +36,8 @@ public enum UpstreamMessage: Sendable {
             switch eventType {
             case "rp_full", "rp-full":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
-                return .success(.full(try DataSetParser.parseItems(items, requireSecrets: false)))
+                // rp_full always carries each environment's secrets (spec §3.5); an item without them would wipe them.
+                return .success(.full(try DataSetParser.parseItems(items, requireSecrets: true)))
             case "rp_patch", "rp-patch":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
                 var environments = try DataSetParser.parseItems(items, requireSecrets: false)
