@@ -169,7 +169,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UpstreamTests",
-            dependencies: ["AgentCore", "Upstream", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AgentCore", "Upstream", "FeatBitSimulatorCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "PersistenceTests",

@@ -152,47 +152,69 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         // One POST per environment secret (FeatBit attributes events by it), in chunks of maxBatch objects.
         let groups = Dictionary(grouping: batch, by: \.authorization)
         for (authorization, items) in groups.sorted(by: { $0.key < $1.key }) {
-            let insights = items.flatMap(\.insights).map(transform)
+            // Kept as received: what is put back for a retry is transformed again when it is sent, and an HMAC
+            // pseudonym of a pseudonym would count one user as two.
+            let insights = items.flatMap(\.insights)
             var start = 0
-            while start < insights.count {
-                let chunk = Array(insights[start..<min(insights.count, start + settings.maxBatch)])
-                if await post(chunk, authorization: authorization, to: eventUri) {
+            chunks: while start < insights.count {
+                let end = min(insights.count, start + settings.maxBatch)
+                let chunk = insights[start..<end].map(transform)
+                switch await post(chunk, authorization: authorization, to: eventUri) {
+                case .sent:
                     forwarded.increment(by: chunk.count)
-                } else {
+                case .refused:
+                    // Sending it again would be refused again (unknown secret, bad or too large body).
+                    dropped.increment(by: chunk.count)
+                case .failed:
                     failed.append(Pending(authorization: authorization, insights: Array(insights[start...]),
                                           receivedAt: items[0].receivedAt, body: [],
                                           size: items.reduce(0) { $0 + $1.size }, events: insights.count - start))
-                    break
+                    break chunks
                 }
-                start += settings.maxBatch
+                start = end
             }
         }
         if !failed.isEmpty { requeue(failed) }
         return failed.isEmpty
     }
 
-    private func post(_ insights: [JSONValue], authorization: String, to eventUri: String) async -> Bool {
-        var base = eventUri
-        while base.hasSuffix("/") { base.removeLast() }
-        var request = HTTPClientRequest(url: base + "/api/public/insight/track")
+    enum PostOutcome { case sent, refused, failed }
+
+    /// 2xx: sent. 408, 429, 5xx and transport errors: failed, retried later. Any other answer: refused for good.
+    private func post(_ insights: [JSONValue], authorization: String, to eventUri: String) async -> PostOutcome {
+        var request = HTTPClientRequest(url: trackURL(eventUri))
         request.method = .POST
         request.headers.add(name: "Authorization", value: authorization)
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "featbit-agent")
         request.body = .bytes(ByteBuffer(bytes: JSONWriter.bytes(.array(insights))))
         do {
-            let response = try await http.execute(request, timeout: .seconds(Int64(settings.requestTimeout.components.seconds)))
+            let response = try await http.execute(request, timeout: TimeAmount(settings.requestTimeout))
             _ = try? await response.body.collect(upTo: 1024 * 1024)
-            if (200..<300).contains(Int(response.status.code)) { return true }
-            logger.warning("insight forwarding rejected; will retry", metadata: [
-                "event": "insights-forward-failed", "status": "\(response.status.code)", "count": "\(insights.count)",
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) { return .sent }
+            if status == 408 || status == 429 || status >= 500 {
+                logger.warning("insight forwarding failed; will retry", metadata: [
+                    "event": "insights-forward-failed", "status": "\(status)", "count": "\(insights.count)",
+                ])
+                return .failed
+            }
+            logger.error("insight forwarding refused; these events are dropped", metadata: [
+                "event": "insights-forward-refused", "status": "\(status)", "count": "\(insights.count)",
             ])
+            return .refused
         } catch {
             logger.warning("insight forwarding failed; will retry", metadata: [
                 "event": "insights-forward-failed", "error": "\(error)", "count": "\(insights.count)",
             ])
+            return .failed
         }
-        return false
+    }
+
+    private func trackURL(_ eventUri: String) -> String {
+        var base = eventUri
+        while base.hasSuffix("/") { base.removeLast() }
+        return base + "/api/public/insight/track"
     }
 
     /// Puts failed work back at the front, within the capacity; the oldest overflow is dropped and counted.
