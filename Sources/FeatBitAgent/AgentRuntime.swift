@@ -187,13 +187,15 @@ struct AgentRuntime {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         hub.start()
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: app)] + services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: app)] + services,
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
         )
+        // A backstop for anything still waiting (a last insight flush to a server that does not answer): with the SDK
+        // drain below, the process exits within 10 s of SIGTERM.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfiguration)
         let result: Result<Void, any Error>
         do { try await group.run(); result = .success(()) } catch { result = .failure(error) }
         let stillOpen = await hub.drain()

@@ -82,7 +82,9 @@ public final class AgentRegistrar: Service, Sendable {
                     "event": "agent-registration-failed", "reason": "\(reason)",
                 ])
             }
-            try? await Task.sleep(for: settings.slowRetry)
+            // Five minutes between rounds: SIGTERM must not wait for it.
+            let pause = settings.slowRetry
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
         }
     }
 

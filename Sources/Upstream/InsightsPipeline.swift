@@ -103,7 +103,9 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     public func run() async throws {
         var backoff: Duration = .zero
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: settings.flushInterval + backoff)
+            // Up to a minute with backoff: SIGTERM ends the wait and goes to the last flush.
+            let pause = settings.flushInterval + backoff
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             reportDrops()
             backoff = await flush() ? .zero : min(settings.maxBackoff, max(.seconds(1), backoff * 2))
         }

@@ -86,7 +86,8 @@ public final class UpstreamClient: Service, Sendable {
                     "retryInSeconds": "\(String(format: "%.1f", delay))",
                 ])
             }
-            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            // Up to 72 s after a refusal: SIGTERM must not wait for it.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int(delay * 1000))) }
         }
         sync.withLock { $0.stop() }
         publish()

@@ -100,6 +100,21 @@ def test_registration_refusal_does_not_stop_serving(start_simulator, start_agent
     assert sdk_clients(agent).initialize
 
 
+def test_sigterm_exits_promptly_while_registration_and_upstream_wait_to_retry(start_simulator, start_agent):
+    # Registration refused (next round in 5 minutes) and the FeatBit server down (reconnect backoff): nothing of
+    # that may hold SIGTERM up.
+    sim = start_simulator()
+    sim.control("POST", "registration-failures", {"status": 403, "count": 100})
+    agent = auto_agent(start_agent, sim)
+    assert wait_until(lambda: "agent-registration-refused" in agent.read_stderr(), timeout=10)
+    assert wait_until(lambda: readiness(agent) == (200, "Healthy"), timeout=10)
+    sim.control("POST", "down")
+    assert wait_until(lambda: "upstream-disconnected" in agent.read_stderr(), timeout=10)
+    started = time.time()
+    assert agent.stop(timeout=20) == 0
+    assert time.time() - started < 10
+
+
 def test_registration_retries_transient_failures(start_simulator, start_agent):
     sim = start_simulator()
     sim.control("POST", "registration-failures", {"status": 500, "count": 2})
