@@ -3,9 +3,17 @@ import Foundation
 import Glibc
 #endif
 
+/// Runs blocking socket work on a Dispatch thread: blocking a Swift concurrency pool thread (one per core) would
+/// starve the in-process server under test, and every other test running beside it.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+    }
+}
+
 /// A bare TCP client for tests that need what a WebSocket library hides: an SDK that writes and never reads.
-/// Always `close()` it.
-final class RawSocket {
+/// Its calls block: make them inside `offPool`. Always `close()` it.
+final class RawSocket: @unchecked Sendable {
     let fd: Int32
 
     /// Connects to 127.0.0.1:`port` with small kernel buffers (set before connecting, so they hold).
@@ -32,9 +40,15 @@ final class RawSocket {
 
     /// Writes the WebSocket upgrade for `path` and reads the response head; returns it.
     func upgrade(path: String) throws -> String {
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        guard sendAll(Array(request.utf8)) else { throw TestFailure("could not send the upgrade") }
+        try exchange("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    }
+
+    /// Writes `request` as it is and reads the response head (empty if the server closed without one).
+    func exchange(_ request: String) throws -> String {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard sendAll(Array(request.utf8)) else { throw TestFailure("could not send the request") }
         var head: [UInt8] = []
         var byte: UInt8 = 0
         while !head.suffix(4).elementsEqual([13, 10, 13, 10]) {
