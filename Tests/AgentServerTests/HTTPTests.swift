@@ -17,6 +17,30 @@ import Testing
         }
     }
 
+    @Test func requestsAskingForAnUpgradeTheAgentDoesNotDoAreStillAnswered() async throws {
+        try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
+            let token = TestAgent.token(TestData.serverSecret)
+            let (health, wrongPath, streaming) = try await offPool {
+                // curl --http2 asks for h2c: answered over HTTP/1.1.
+                let h2c = try RawSocket(port: agent.port)
+                defer { h2c.close() }
+                let health = try h2c.exchange("GET /health/liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+                // An SDK pointed at a wrong path gets a 404, not a dropped connection.
+                let wrong = try RawSocket(port: agent.port)
+                defer { wrong.close() }
+                let wrongPath = try wrong.upgrade(path: "/streamingx?type=server")
+                // The real thing still upgrades.
+                let real = try RawSocket(port: agent.port)
+                defer { real.close() }
+                return (health, wrongPath, try real.upgrade(path: "/Streaming?type=server&token=\(token)"))
+            }
+            #expect(health.hasPrefix("HTTP/1.1 200"))
+            #expect(wrongPath.hasPrefix("HTTP/1.1 404"))
+            #expect(streaming.hasPrefix("HTTP/1.1 101"))
+        }
+    }
+
     @Test func serverLatestAll() async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
             let full = try await agent.http(.GET, "/api/public/sdk/server/latest-all", headers: [("Authorization", TestData.serverSecret)])

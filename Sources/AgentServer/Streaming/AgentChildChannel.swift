@@ -97,6 +97,9 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: configuration
             )
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(
+                type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            try channel.pipeline.syncOperations.addHandler(UpgradeRequestFilter(), position: .before(upgradeHandler))
             return Value(upgradeResult: negotiated, channel: channel)
         }
     }
@@ -114,6 +117,33 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
             logger.debug("connection ended before its first request completed", metadata: ["error": "\(error)"])
             try? await value.channel.close()
         }
+    }
+}
+
+/// Lets only WebSocket upgrades of `/streaming` reach NIO's upgrade handler; any other request that asks for an
+/// upgrade (`Upgrade: h2c` from `curl --http2`, a WebSocket to a wrong path) has its upgrade headers removed and is
+/// answered as the plain HTTP request it also is (a 404 for a wrong path). NIO's upgrade handler drops the request
+/// head of an upgrade it does not perform, so such requests used to get no answer at all.
+final class UpgradeRequestFilter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var head) = unwrapInboundIn(data), let upgrade = head.headers.first(name: "upgrade") else {
+            context.fireChannelRead(data)
+            return
+        }
+        if upgrade.lowercased() == "websocket" && StreamingRequest.isStreamingPath(head.uri) {
+            // What follows the upgrade are WebSocket frames, not HTTP parts: this filter's work is done.
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        head.headers.remove(name: "upgrade")
+        let connection = head.headers[canonicalForm: "connection"].filter { $0.lowercased() != "upgrade" }
+        head.headers.remove(name: "connection")
+        for token in connection { head.headers.add(name: "connection", value: String(token)) }
+        context.fireChannelRead(wrapInboundOut(.head(head)))
     }
 }
 
