@@ -13,9 +13,39 @@ public final class CompiledRegex: @unchecked Sendable {
         self.regex = regex
     }
 
-    /// Unanchored search, like .NET `Regex.IsMatch(input, pattern)`.
-    public func isMatch(_ input: String) -> Bool {
-        regex.firstMatch(in: input, options: [], range: NSRange(location: 0, length: input.utf16.count)) != nil
+    /// CPU time one search may take. The text is a user attribute an SDK sends (up to 64 KiB over a socket, 1 MiB over
+    /// HTTP) and evaluation runs on the socket's event loop: unbounded, an unanchored `[a-z]+@corp\.com` over 60,000
+    /// letters takes ~20 s (every start position is tried), stalling every SDK on that loop. Thread CPU time, not wall
+    /// time, so a busy machine does not cut off an ordinary search.
+    public static let searchBudgetNanos: UInt64 = 10_000_000
+
+    /// Unanchored search, like .NET `Regex.IsMatch(input, pattern)`; `nil` when it ran out of `searchBudgetNanos`.
+    public func isMatch(_ input: String) -> Bool? {
+        var matched = false
+        var timedOut = false
+        let deadline = Self.threadCPUNanos() + Self.searchBudgetNanos
+        var callbacks = 0
+        regex.enumerateMatches(in: input, options: [.reportProgress],
+                               range: NSRange(location: 0, length: input.utf16.count)) { result, _, stop in
+            if result != nil {
+                matched = true
+                stop.pointee = true
+                return
+            }
+            // The clock is a system call: look at it every 64 progress reports only.
+            callbacks += 1
+            if callbacks % 64 == 0, Self.threadCPUNanos() > deadline {
+                timedOut = true
+                stop.pointee = true
+            }
+        }
+        return matched ? true : (timedOut ? nil : false)
+    }
+
+    private static func threadCPUNanos() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
 
@@ -163,7 +193,9 @@ struct Condition: Sendable {
         case .endsWith(let v):
             return Ordinal.hasSuffix(userValue, v)
         case .regex(let regex, let negate):
-            return regex.isMatch(userValue) != negate
+            // A search that runs out of time matches neither MatchRegex nor NotMatchRegex: it grants nothing.
+            guard let matched = regex.isMatch(userValue) else { return false }
+            return matched != negate
         case .oneOf(let set, let negate):
             return set.contains(userValue) != negate
         case .isTrue:

@@ -106,6 +106,15 @@ struct OperatorTests {
     ])
     func regex(_ c: OperatorCase) { #expect(c.run() == c.expected) }
 
+    /// A search that would take seconds (an SDK-sent value of 60,000 letters against an unanchored pattern) is cut
+    /// off and matches neither way, like an invalid pattern; a match near the end of a long value is still found.
+    @Test func aRegexSearchThatRunsTooLongMatchesNeitherWay() {
+        let long = String(repeating: "a", count: 60_000)
+        #expect(OperatorCase(long, "MatchRegex", #"[a-z]+@corp\.com"#, false).run() == false)
+        #expect(OperatorCase(long, "NotMatchRegex", #"[a-z]+@corp\.com"#, false).run() == false)
+        #expect(OperatorCase(String(long.prefix(2_000)) + "@corp.com", "MatchRegex", #"[a-z]+@corp\.com$"#, true).run() == true)
+    }
+
     @Test("lists", arguments: [
         OperatorCase("us", "IsOneOf", #"["cn","us","jp"]"#, true),
         OperatorCase("US", "IsOneOf", #"["cn","us","jp"]"#, false),
