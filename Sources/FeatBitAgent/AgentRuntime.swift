@@ -88,13 +88,15 @@ struct AgentRuntime {
 
         if configuration.mode == .offline {
             if let path = configuration.dataFile {
+                let fingerprint = DataFileSource.fingerprint(path: path)
                 do {
                     store.apply(.replace(try DataFileSource.load(path: path)))
                 } catch {
                     FileHandle.standardError.write(Data("configuration error: DataFile: \(error)\n".utf8))
                     throw ExitCode(2)
                 }
-                services.append(.init(service: DataFileSource(path: path, store: store, logger: logger)))
+                services.append(.init(service: DataFileSource(path: path, store: store, logger: logger,
+                                                              loadedFingerprint: fingerprint)))
                 notes.append("serving the data set in \(path) (watched for changes)")
             } else if store.snapshot.isInitialised {
                 notes.append("no DataFile: serving the data set stored in \(configuration.dbPath ?? "featbit.db")")

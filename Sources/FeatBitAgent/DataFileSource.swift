@@ -9,6 +9,8 @@ struct DataFileSource: Service {
     let path: String
     let store: DataStore
     let logger: Logger
+    /// The file's fingerprint taken before the load at start, so an edit made while it loaded is not missed.
+    let loadedFingerprint: String?
     var pollInterval: Duration = .milliseconds(250)
 
     /// Reads and parses the file. Throws a message fit for an operator.
@@ -28,19 +30,24 @@ struct DataFileSource: Service {
         }
     }
 
-    private func fingerprint() -> String? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
+    /// What changes when the content may have: the file the path resolves to (Kubernetes ConfigMap and Secret volumes
+    /// update by swapping a symlink, leaving the link itself untouched), its inode, size and modification time.
+    static func fingerprint(path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        let target = String(cString: resolved)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target) else { return nil }
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
         let inode = (attributes[.systemFileNumber] as? NSNumber)?.int64Value ?? -1
-        return "\(modified)/\(size)/\(inode)"
+        return "\(target)/\(modified)/\(size)/\(inode)"
     }
 
     func run() async throws {
-        var last = fingerprint()
+        var last = loadedFingerprint
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
-            let current = fingerprint()
+            let current = Self.fingerprint(path: path)
             guard current != last, current != nil else { continue }
             last = current
             do {

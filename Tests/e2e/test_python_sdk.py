@@ -42,6 +42,25 @@ def test_offline_data_file_serves_the_sdk_and_an_edit_reaches_it_within_a_second
     assert "datafile-rejected" in agent.read_stderr()
 
 
+def test_data_file_updated_by_a_symlink_swap_is_reloaded(tmp_path, start_agent, sdk_clients):
+    # How Kubernetes updates a ConfigMap volume: data.json -> ..data/data.json, then ..data is swapped atomically.
+    import os
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    first.mkdir()
+    second.mkdir()
+    (first / "data.json").write_text(json.dumps(fake_data_set()))
+    (second / "data.json").write_text(json.dumps(fake_data_set(set_enabled("returns-true", False, "2024-06-01T00:00:00.000Z"))))
+    os.symlink("v1", tmp_path / "..data")
+    os.symlink("..data/data.json", tmp_path / "data.json")
+    agent = start_agent({"Mode": "offline", "DataFile": str(tmp_path / "data.json")})
+    client = sdk_clients(agent)
+    assert client.initialize
+    assert client.variation("returns-true", TESTER, None) is True
+    os.symlink("v2", tmp_path / "..data_tmp")
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+    assert wait_until(lambda: client.variation("returns-true", TESTER, None) is False, timeout=3)
+
+
 def test_manual_mode_bootstrap_then_change(start_agent, sdk_clients):
     agent = start_agent({"Mode": "manual", "ApiKey": API_KEY})
     status, body = agent.bootstrap(fake_data_set())
