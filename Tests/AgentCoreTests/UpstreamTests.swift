@@ -15,6 +15,14 @@ import Testing
         let rpPatch = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[{"type":"server","value":"\#(Fixtures.serverSecretA)"}],"featureFlags":[],"segments":[]}]}}"#
         guard case .success(.patch(let patched)) = UpstreamMessage.parse(Array(rpPatch.utf8)) else { Issue.record("not a patch"); return }
         #expect(patched.first?.secrets == nil)
+        // Their secrets are never used, so a malformed one does not cost the patch its flags.
+        let flagText = JSONWriter.string(Fixtures.flagJSON(id: "f2", updatedAt: 20))
+        let oddSecrets = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[{"type":7}],"featureFlags":[\#(flagText)],"segments":[]}]}}"#
+        guard case .success(.patch(let withOddSecrets)) = UpstreamMessage.parse(Array(oddSecrets.utf8)) else {
+            Issue.record("a patch with a malformed secret was rejected")
+            return
+        }
+        #expect(withOddSecrets.first?.flags.map(\.id) == ["f2"])
         let push = JSONWriter.bytes(.object(["messageType": .string("data-sync"), "data": .object([
             "eventType": .string("patch"), "featureFlags": .array([flag]), "segments": .array([]),
         ])]))

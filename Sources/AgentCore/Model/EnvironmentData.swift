@@ -32,17 +32,27 @@ public enum DataSetParser {
         guard let eventType = json["eventType"] else { throw DataSetError("missing \"eventType\"") }
         guard eventType.stringValue != nil else { throw DataSetError("\"eventType\" is not a string") }
         guard let items = json["items"] else { throw DataSetError("missing \"items\"") }
-        return try parseItems(items, requireSecrets: false)
+        return try parseItems(items, secrets: .optional)
+    }
+
+    /// What an item's `secrets` means to its source.
+    public enum SecretsRule: Sendable {
+        /// `rp_full`: always there; an item without them is malformed (applying it would wipe them).
+        case required
+        /// A bootstrap body: an item without them has none.
+        case optional
+        /// `rp_patch`: never used (patches do not touch secrets), so not even parsed.
+        case ignored
     }
 
     /// Parses the `items` array of `rp_full`/`rp_patch` or a bootstrap body.
-    public static func parseItems(_ items: JSONValue, requireSecrets: Bool) throws(DataSetError) -> [EnvironmentData] {
+    public static func parseItems(_ items: JSONValue, secrets rule: SecretsRule) throws(DataSetError) -> [EnvironmentData] {
         guard let array = items.arrayValue else { throw DataSetError("\"items\" is not an array") }
         var result: [EnvironmentData] = []
         result.reserveCapacity(array.count)
         for (index, item) in array.enumerated() {
             do {
-                result.append(try parseEnvironment(item, requireSecrets: requireSecrets))
+                result.append(try parseEnvironment(item, secrets: rule))
             } catch {
                 throw error.at("items[\(index)]")
             }
@@ -50,12 +60,14 @@ public enum DataSetParser {
         return result
     }
 
-    static func parseEnvironment(_ item: JSONValue, requireSecrets: Bool) throws(DataSetError) -> EnvironmentData {
+    static func parseEnvironment(_ item: JSONValue, secrets rule: SecretsRule) throws(DataSetError) -> EnvironmentData {
         guard case .object = item else { throw DataSetError("is not a JSON object") }
         guard let envText = item["envId"]?.stringValue else { throw DataSetError("missing or non-string \"envId\"") }
         guard let envId = GUIDText.normalise(envText) else { throw DataSetError("\"envId\" is not a GUID: \(envText)") }
         var secrets: [SecretRecord]? = nil
-        if let secretsJSON = item["secrets"], !secretsJSON.isNull {
+        if rule == .ignored {
+            // Left nil: not touched.
+        } else if let secretsJSON = item["secrets"], !secretsJSON.isNull {
             guard let array = secretsJSON.arrayValue else { throw DataSetError("\"secrets\" is not an array") }
             var parsed: [SecretRecord] = []
             for (index, secret) in array.enumerated() {
@@ -66,7 +78,7 @@ public enum DataSetParser {
                 }
             }
             secrets = parsed
-        } else if requireSecrets {
+        } else if rule == .required {
             throw DataSetError("missing \"secrets\"")
         }
         let flags = try parseEntities(item["featureFlags"], kind: .flag, field: "featureFlags")

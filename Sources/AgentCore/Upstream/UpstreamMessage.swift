@@ -37,13 +37,11 @@ public enum UpstreamMessage: Sendable {
             case "rp_full", "rp-full":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
                 // rp_full always carries each environment's secrets (spec §3.5); an item without them would wipe them.
-                return .success(.full(try DataSetParser.parseItems(items, requireSecrets: true)))
+                return .success(.full(try DataSetParser.parseItems(items, secrets: .required)))
             case "rp_patch", "rp-patch":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
-                var environments = try DataSetParser.parseItems(items, requireSecrets: false)
-                // Patches never touch secrets (spec §3.5).
-                for index in environments.indices { environments[index].secrets = nil }
-                return .success(.patch(environments))
+                // Patches never touch secrets (spec §3.5): theirs are not even read.
+                return .success(.patch(try DataSetParser.parseItems(items, secrets: .ignored)))
             case "patch", "full":
                 let flags = try DataSetParser.parseEntities(data["featureFlags"], kind: .flag, field: "featureFlags")
                 let segments = try DataSetParser.parseEntities(data["segments"], kind: .segment, field: "segments")
