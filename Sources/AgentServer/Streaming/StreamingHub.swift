@@ -115,9 +115,12 @@ public final class StreamingHub: Sendable {
 
     private func fanOut(_ change: AppliedChange) {
         for delta in change.deltas {
-            let serverMessages = delta.serverPushMessages(in: change.snapshot)
-            // What client SDKs need is worked out once here; each client session only evaluates it for its user.
-            let clientPlan = ClientSDKResponder.plan(delta, snapshot: change.snapshot)
+            // Built at most once per change, by the first event loop that has a session needing it: nothing is
+            // worked out for an environment or an SDK type nobody is connected as. (Decided on the loops, where a
+            // session registers, so one that registers while the change is published still gets it.)
+            let serverMessages = Once { delta.serverPushMessages(in: change.snapshot) }
+            // What client SDKs need is worked out once; each client session only evaluates it for its user.
+            let clientPlan = Once { ClientSDKResponder.plan(delta, snapshot: change.snapshot) }
             for loop in loops {
                 guard let registry = registries[ObjectIdentifier(loop)] else { continue }
                 loop.execute { [pushesSent] in
@@ -126,9 +129,17 @@ public final class StreamingHub: Sendable {
                     // The frames are built once per event loop, not shared between loops: writing one buffer to
                     // thousands of sockets retains and releases it each time, and a reference count that two cores
                     // update at once costs more than the copy.
-                    let serverFrames = serverMessages.map { ServerFrame(text: $0) }
+                    var serverFrames: [ServerFrame]?
                     for session in sessions {
-                        session.push(serverFrames: serverFrames, clientPlan: clientPlan)
+                        switch session.connectionType {
+                        case .server:
+                            if serverFrames == nil { serverFrames = serverMessages.value.map { ServerFrame(text: $0) } }
+                            session.push(serverFrames ?? [])
+                        case .client:
+                            session.push(clientPlan.value)
+                        case nil:
+                            continue
+                        }
                     }
                     pushesSent.increment(by: sessions.count)
                 }
@@ -162,6 +173,26 @@ public final class StreamingHub: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return openSocketCount
+    }
+}
+
+/// A value worked out the first time it is asked for, on whichever thread asks, and shared after that.
+final class Once<Value: Sendable>: Sendable {
+    private let state: Mutex<Value?>
+    private let make: @Sendable () -> Value
+
+    init(_ make: @escaping @Sendable () -> Value) {
+        self.make = make
+        state = Mutex(nil)
+    }
+
+    var value: Value {
+        state.withLock { value in
+            if let value { return value }
+            let made = make()
+            value = made
+            return made
+        }
     }
 }
 

@@ -125,24 +125,27 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: - Called by the hub on this channel's event loop
 
-    func push(serverFrames: [ServerFrame], clientPlan: ClientPushPlan) {
-        guard let context, let registered else { return }
-        switch registered.type {
-        case .server:
-            // The same serialised frame goes to every server SDK of the environment on this event loop.
-            guard !serverFrames.isEmpty else { return }
-            if let encodedFrameContext {
-                for frame in serverFrames { encodedFrameContext.write(NIOAny(frame.encoded), promise: nil) }
-                encodedFrameContext.flush()
-            } else {
-                for frame in serverFrames {
-                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame.payload)), promise: nil)
-                }
-                context.flush()
+    /// The SDK type of a registered session (nil before its first data-sync and once it is closing).
+    var connectionType: HandshakeValidator.ConnectionType? { registered?.type }
+
+    /// A server SDK's push: the same serialised frames go to every server SDK of the environment on this loop.
+    func push(_ serverFrames: [ServerFrame]) {
+        guard let context, !serverFrames.isEmpty else { return }
+        if let encodedFrameContext {
+            for frame in serverFrames { encodedFrameContext.write(NIOAny(frame.encoded), promise: nil) }
+            encodedFrameContext.flush()
+        } else {
+            for frame in serverFrames {
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: frame.payload)), promise: nil)
             }
-        case .client:
-            perform(session.push(clientPlan), context: context)
+            context.flush()
         }
+    }
+
+    /// A client SDK's push: the plan evaluated for this session's user.
+    func push(_ clientPlan: ClientPushPlan) {
+        guard let context else { return }
+        perform(session.push(clientPlan), context: context)
     }
 
     func shutdown() {
