@@ -37,6 +37,13 @@ struct FeatBitSimulatorCommand: AsyncParsableCommand {
     @Option(help: "Log level for stderr (trace, debug, info, notice, warning, error, critical).")
     var logLevel = "info"
 
+    func validate() throws {
+        // The agent's own bound (milliseconds must not overflow; a negative window would trap on a handshake).
+        guard (1...AgentConfiguration.maxTokenExpirySeconds).contains(tokenExpirySeconds) else {
+            throw ValidationError("--token-expiry-seconds must be from 1 to \(AgentConfiguration.maxTokenExpirySeconds)")
+        }
+    }
+
     func run() async throws {
         let data: SimulatorData
         do {
