@@ -153,7 +153,8 @@ func runBenchmark() {
     }
     print("  full client payload, 200 flags, cached models:  \(fmt(cached.millis, 3)) ms  (\(cached.bytes) bytes)")
     let uncached = payloadTime(iterations: 50) {
-        ClientPayload.reply(to: 0, user: user, in: env)
+        ClientPayload.dataSync(eventType: .full, user: user, flags: env.sortedFlags.map { FlagModel(item: $0) },
+                               segments: { id in env.segments[id].map { SegmentModel(item: $0) } })
     }
     print("  full client payload, 200 flags, parsing models: \(fmt(uncached.millis, 3)) ms")
     print("  (checksum \(checksum))")

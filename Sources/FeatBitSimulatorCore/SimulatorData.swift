@@ -217,8 +217,8 @@ public struct SimulatorData: Sendable {
     private func clientMessage(envId: String, eventType: SDKPayload.EventType, user: EndUser,
                                flags: [DataItem]) -> [UInt8] {
         let segments = environments[envId]?.segments ?? [:]
-        return ClientPayload.dataSync(eventType: eventType, user: user, flags: flags.map { FlagModel(item: $0) },
-                                      segments: { id in segments[id].map { SegmentModel(item: $0) } })
+        return ClientPayload.dataSync(eventType: eventType, user: user, flags: flags.compactMap(\.flagModel),
+                                      segments: { segments[$0]?.segmentModel })
     }
 
     // MARK: - Writing

@@ -30,31 +30,22 @@ public enum ClientPayload {
 
     /// The reply to a client SDK's `data-sync {"timestamp": T, "user": …}` (spec §2.4): `full` with every flag of
     /// the environment for 0, else a `patch` with the flags whose `updatedAt` is strictly greater (always sent, even
-    /// empty), in ascending `updatedAt` order. Segments are resolved in the same snapshot.
-    ///
-    /// `flagModel`/`segmentModel` map a stored item to its model; pass cached models to avoid re-parsing (the
-    /// defaults parse). Segment models are resolved at most once per call.
-    public static func reply(
-        to timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?,
-        flagModel: (DataItem) -> FlagModel = { FlagModel(item: $0) },
-        segmentModel: (DataItem) -> SegmentModel = { SegmentModel(item: $0) }
-    ) -> [UInt8] {
-        let eventType: SDKPayload.EventType = timestamp == 0 ? .full : .patch
-        let items = selectFlags(after: timestamp, in: env)
-        return withSegmentResolver(env, segmentModel) { segments in
-            dataSync(eventType: eventType, user: user, flags: items.map(flagModel), segments: segments)
-        }
+    /// empty), in ascending `updatedAt` order, evaluated with the snapshot's cached flag and segment models.
+    public static func reply(to timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?) -> [UInt8] {
+        message(timestamp: timestamp, user: user, flags: selectFlags(after: timestamp, in: env), in: env)
     }
 
     /// The body of `POST /api/public/sdk/client/latest-all?timestamp=T` (spec §6.2): the `reply` message, or an
     /// empty body when `T > 0` and no flag changed.
-    public static func latestAllBody(
-        timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?,
-        flagModel: (DataItem) -> FlagModel = { FlagModel(item: $0) },
-        segmentModel: (DataItem) -> SegmentModel = { SegmentModel(item: $0) }
-    ) -> [UInt8] {
-        if timestamp != 0 && selectFlags(after: timestamp, in: env).isEmpty { return [] }
-        return reply(to: timestamp, user: user, in: env, flagModel: flagModel, segmentModel: segmentModel)
+    public static func latestAllBody(timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?) -> [UInt8] {
+        let flags = selectFlags(after: timestamp, in: env)
+        if timestamp != 0 && flags.isEmpty { return [] }
+        return message(timestamp: timestamp, user: user, flags: flags, in: env)
+    }
+
+    private static func message(timestamp: Int64, user: EndUser, flags: [DataItem], in env: EnvironmentSnapshot?) -> [UInt8] {
+        dataSync(eventType: timestamp == 0 ? .full : .patch, user: user, flags: flags.compactMap(\.flagModel),
+                 segments: { env?.segmentModels[$0] })
     }
 
     /// One `ClientSdkFlag`: `{"id":key,"variation":…,"variationType":…,"variationId":…,"matchReason":…,
@@ -72,8 +63,7 @@ public enum ClientPayload {
     }
 
     static func selectFlags(after timestamp: Int64, in env: EnvironmentSnapshot?) -> [DataItem] {
-        guard let env else { return [] }
-        return timestamp == 0 ? env.sortedFlags : env.sortedFlags.filter { $0.updatedAt > timestamp }
+        env?.items(after: timestamp).flags ?? []
     }
 
     static func header(eventType: SDKPayload.EventType, userKeyId: String, flagCount: Int) -> [UInt8] {
@@ -89,34 +79,5 @@ public enum ClientPayload {
 
     static func writeOptionalString(_ s: String?, into out: inout [UInt8]) {
         if let s { JSONWriter.writeString(s, into: &out) } else { out.append(contentsOf: "null".utf8) }
-    }
-}
-
-/// Resolves segment ids of one environment snapshot to models, each built at most once per call.
-func withSegmentResolver<R>(
-    _ env: EnvironmentSnapshot?, _ segmentModel: (DataItem) -> SegmentModel,
-    _ body: ((String) -> SegmentModel?) -> R
-) -> R {
-    withoutActuallyEscaping(segmentModel) { build in
-        let memo = SegmentMemo(env: env, build: build)
-        return body(memo.model)
-    }
-}
-
-private final class SegmentMemo {
-    let env: EnvironmentSnapshot?
-    let build: (DataItem) -> SegmentModel
-    var resolved: [String: SegmentModel?] = [:]
-
-    init(env: EnvironmentSnapshot?, build: @escaping (DataItem) -> SegmentModel) {
-        self.env = env
-        self.build = build
-    }
-
-    func model(_ id: String) -> SegmentModel? {
-        if let known = resolved[id] { return known }
-        let model = env?.segments[id].map(build)
-        resolved[id] = .some(model)
-        return model
     }
 }

@@ -40,6 +40,14 @@ public enum SDKPayload {
         return serverDataSync(eventType: .patch, flags: flags, segments: segments)
     }
 
+    /// The body of `GET /api/public/sdk/server/latest-all?timestamp=T` (spec §6.2): the `serverReply` message, or an
+    /// empty body when `T > 0` and nothing changed (or the environment is unknown).
+    public static func serverLatestAllBody(timestamp: Int64, in env: EnvironmentSnapshot?) -> [UInt8] {
+        guard timestamp > 0 else { return serverReply(to: timestamp, in: env) }
+        guard let (flags, segments) = env?.items(after: timestamp), !flags.isEmpty || !segments.isEmpty else { return [] }
+        return serverDataSync(eventType: .patch, flags: flags, segments: segments)
+    }
+
     /// `{"messageType":"pong","data":{}}`, exactly (spec §2.3).
     public static let pong: [UInt8] = Array(#"{"messageType":"pong","data":{}}"#.utf8)
 

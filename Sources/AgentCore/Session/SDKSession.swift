@@ -111,7 +111,7 @@ public struct SDKSession: Sendable {
 public enum ClientSDKResponder {
     /// The reply to a client `data-sync` (spec §2.4.2).
     public static func reply(to timestamp: Int64, user: EndUser, in env: EnvironmentSnapshot?) -> [UInt8] {
-        ClientPayload.reply(to: timestamp, user: user, in: env, flagModel: model(of:), segmentModel: model(of:))
+        ClientPayload.reply(to: timestamp, user: user, in: env)
     }
 
     /// What a change means for client SDKs (spec §2.5, §3.7), worked out once per change and environment: the
@@ -129,11 +129,8 @@ public enum ClientSDKResponder {
         }
         guard !flags.isEmpty else { return .nothing }
         let ordered = flags.values.sorted { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
-        return .patch(flags: ordered.map(model(of:)), segments: env.segmentModels)
+        return .patch(flags: ordered.compactMap(\.flagModel), segments: env.segmentModels)
     }
-
-    static func model(of item: DataItem) -> FlagModel { item.flagModel ?? FlagModel(item: item) }
-    static func model(of item: DataItem) -> SegmentModel { item.segmentModel ?? SegmentModel(item: item) }
 }
 
 /// A change as client SDKs see it; see `ClientSDKResponder.plan`.

@@ -30,7 +30,8 @@ public struct EnvironmentSnapshot: Sendable {
 
     /// Flags and segments strictly newer than `timestamp` (the patch filter of spec §2.4.1).
     public func items(after timestamp: Int64) -> (flags: [DataItem], segments: [DataItem]) {
-        (sortedFlags.filter { $0.updatedAt > timestamp }, sortedSegments.filter { $0.updatedAt > timestamp })
+        guard timestamp > 0 else { return (sortedFlags, sortedSegments) }
+        return (sortedFlags.filter { $0.updatedAt > timestamp }, sortedSegments.filter { $0.updatedAt > timestamp })
     }
 
     /// `projectKey:envKey` of the first secret, as the status `serves` field lists it.

@@ -81,10 +81,8 @@ public struct AgentRoutes: Sendable {
         guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
         guard let timestamp = Self.timestamp(request) else { return Response.text("invalid timestamp", status: .badRequest) }
         let env = store.snapshot.environments[envId.featbitString]
-        if timestamp > 0, env.map({ $0.items(after: timestamp) }).map({ $0.flags.isEmpty && $0.segments.isEmpty }) ?? true {
-            return Response.empty(.ok)
-        }
-        return Response.json(SDKPayload.serverReply(to: timestamp, in: env))
+        let body = SDKPayload.serverLatestAllBody(timestamp: timestamp, in: env)
+        return body.isEmpty ? Response.empty(.ok) : Response.json(body)
     }
 
     private func clientLatestAll(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -96,9 +94,7 @@ public struct AgentRoutes: Sendable {
         }
         guard let user = EndUser.parse(json) else { return Response.text("invalid end user", status: .badRequest) }
         let env = store.snapshot.environments[envId.featbitString]
-        let reply = ClientPayload.latestAllBody(timestamp: timestamp, user: user, in: env,
-                                                flagModel: { $0.flagModel ?? FlagModel(item: $0) },
-                                                segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) })
+        let reply = ClientPayload.latestAllBody(timestamp: timestamp, user: user, in: env)
         return reply.isEmpty ? Response.empty(.ok) : Response.json(reply)
     }
 
@@ -106,9 +102,7 @@ public struct AgentRoutes: Sendable {
         guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
         let env = store.snapshot.environments[envId.featbitString]
-        switch EvaluateAPI.answer(bodyBytes: Array(body.readableBytesView), in: env,
-                                  flagModel: { $0.flagModel ?? FlagModel(item: $0) },
-                                  segmentModel: { $0.segmentModel ?? SegmentModel(item: $0) }) {
+        switch EvaluateAPI.answer(bodyBytes: Array(body.readableBytesView), in: env) {
         case .success(let bytes): return Response.json(bytes)
         case .failure(let failure): return Response.text(failure.text, status: .badRequest)
         }

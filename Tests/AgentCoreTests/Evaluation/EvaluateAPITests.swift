@@ -62,6 +62,14 @@ struct EvaluateAPITests {
         #expect(try keys(#"{"user":\#(Self.user),"filter":{"timestamp":1674885485421}}"#) == [])
         // case-insensitive member names
         #expect(try keys(#"{"User":\#(Self.user),"Filter":{"TagFilterMode":"or","Tags":["mobile"]}}"#) == ["returns-true"])
+
+        // Repeated tags count once ("and"), and long lists (sets, not scans) keep their meaning.
+        #expect(try keys(#"{"user":\#(Self.user),"filter":{"tags":["web","web","web"]}}"#) == ["returns-true", "return-10p-true"])
+        let manyKeys = (0..<5_000).map { "\"k\($0)\"" }.joined(separator: ",")
+        #expect(try keys(#"{"user":\#(Self.user),"filter":{"keys":[\#(manyKeys),"two-custom-rules"]}}"#) == ["two-custom-rules"])
+        let manyTags = (0..<5_000).map { "\"t\($0)\"" }.joined(separator: ",")
+        #expect(try keys(#"{"user":\#(Self.user),"filter":{"tagFilterMode":"or","tags":[\#(manyTags),"mobile"]}}"#) == ["returns-true"])
+        #expect(try keys(#"{"user":\#(Self.user),"filter":{"tags":[\#(manyTags),"web"]}}"#) == [])
     }
 
     @Test("400 answers", arguments: [
