@@ -30,10 +30,27 @@ import Testing
         guard case .object(var flag) = Fixtures.flagJSON(id: "f1", updatedAt: 1000) else { return }
         flag[field] = nil
         let body: JSONValue = .object(["eventType": .string("rp_full"), "items": .array([.object([
-            "envId": .string(Fixtures.envA), "featureFlags": .array([.object(flag)]),
+            "envId": .string(Fixtures.envA), "featureFlags": .array([.object(flag)]), "segments": .array([]),
         ])])])
         let error = #expect(throws: DataSetError.self) { try DataSetParser.parseBootstrap(body) }
         #expect(error?.description == message)
+    }
+
+    /// A data set replaces everything: an item whose flag or segment list is missing (a misspelt key, say) would
+    /// delete them all, so it is refused; patches may leave a list out.
+    @Test func aReplacingItemMustCarryItsFlagAndSegmentLists() throws {
+        for field in ["featureFlags", "segments"] {
+            var item: [String: JSONValue] = ["envId": .string(Fixtures.envA), "featureFlags": .array([]), "segments": .array([])]
+            item[field] = nil
+            let body: JSONValue = .object(["eventType": .string("rp_full"), "items": .array([.object(item)])])
+            let error = #expect(throws: DataSetError.self) { try DataSetParser.parseBootstrap(body) }
+            #expect(error?.description.hasPrefix("items[0]: missing \"\(field)\"") == true)
+        }
+        let patch = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[],"featureFlags":[]}]}}"#
+        guard case .success(.patch) = UpstreamMessage.parse(Array(patch.utf8)) else {
+            Issue.record("a patch without segments was refused")
+            return
+        }
     }
 
     @Test func malformedShapesAreRejectedWithReasons() throws {

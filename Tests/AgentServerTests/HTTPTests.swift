@@ -120,9 +120,9 @@ import Testing
         ("{not json", "invalid JSON"),
         (#"[]"#, "body is not a JSON object"),
         (#"{"eventType":"rp_full"}"#, "missing \"items\""),
-        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40"}]}]}"#, "updatedAt"),
-        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","segments":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","updatedAt":"2024-01-01T00:00:00Z"}]}]}"#, "\"id\""),
-        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","updatedAt":"2024-01-01T00:00:00Z"}]}]}"#, "\"envId\""),
+        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40"}],"segments":[]}]}"#, "updatedAt"),
+        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[],"segments":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","updatedAt":"2024-01-01T00:00:00Z"}]}]}"#, "\"id\""),
+        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","updatedAt":"2024-01-01T00:00:00Z"}],"segments":[]}]}"#, "\"envId\""),
     ])
     func badBootstrapIs400WithAReasonAndKeepsTheData(body: String, reasonFragment: String) async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in

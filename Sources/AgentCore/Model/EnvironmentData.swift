@@ -32,27 +32,29 @@ public enum DataSetParser {
         guard let eventType = json["eventType"] else { throw DataSetError("missing \"eventType\"") }
         guard eventType.stringValue != nil else { throw DataSetError("\"eventType\" is not a string") }
         guard let items = json["items"] else { throw DataSetError("missing \"items\"") }
-        return try parseItems(items, secrets: .optional)
+        return try parseItems(items, from: .bootstrap)
     }
 
-    /// What an item's `secrets` means to its source.
-    public enum SecretsRule: Sendable {
-        /// `rp_full`: always there; an item without them is malformed (applying it would wipe them).
-        case required
-        /// A bootstrap body: an item without them has none.
-        case optional
-        /// `rp_patch`: never used (patches do not touch secrets), so not even parsed.
-        case ignored
+    /// Where items come from, which decides what each must carry.
+    public enum ItemsSource: Sendable {
+        /// `rp_full`: replaces everything, so `secrets`, `featureFlags` and `segments` must all be there — an item
+        /// missing one (or spelling it differently) would otherwise wipe it.
+        case fullSync
+        /// A bootstrap body or DataFile (spec §6.6): replaces everything; `secrets` is optional there.
+        case bootstrap
+        /// `rp_patch`: `secrets` are never used (patches do not touch them), so not even parsed; an absent array
+        /// just adds nothing.
+        case patch
     }
 
     /// Parses the `items` array of `rp_full`/`rp_patch` or a bootstrap body.
-    public static func parseItems(_ items: JSONValue, secrets rule: SecretsRule) throws(DataSetError) -> [EnvironmentData] {
+    public static func parseItems(_ items: JSONValue, from source: ItemsSource) throws(DataSetError) -> [EnvironmentData] {
         guard let array = items.arrayValue else { throw DataSetError("\"items\" is not an array") }
         var result: [EnvironmentData] = []
         result.reserveCapacity(array.count)
         for (index, item) in array.enumerated() {
             do {
-                result.append(try parseEnvironment(item, secrets: rule))
+                result.append(try parseEnvironment(item, from: source))
             } catch {
                 throw error.at("items[\(index)]")
             }
@@ -60,12 +62,12 @@ public enum DataSetParser {
         return result
     }
 
-    static func parseEnvironment(_ item: JSONValue, secrets rule: SecretsRule) throws(DataSetError) -> EnvironmentData {
+    static func parseEnvironment(_ item: JSONValue, from source: ItemsSource) throws(DataSetError) -> EnvironmentData {
         guard case .object = item else { throw DataSetError("is not a JSON object") }
         guard let envText = item["envId"]?.stringValue else { throw DataSetError("missing or non-string \"envId\"") }
         guard let envId = GUIDText.normalise(envText) else { throw DataSetError("\"envId\" is not a GUID: \(envText)") }
         var secrets: [SecretRecord]? = nil
-        if rule == .ignored {
+        if source == .patch {
             // Left nil: not touched.
         } else if let secretsJSON = item["secrets"], !secretsJSON.isNull {
             guard let array = secretsJSON.arrayValue else { throw DataSetError("\"secrets\" is not an array") }
@@ -78,8 +80,13 @@ public enum DataSetParser {
                 }
             }
             secrets = parsed
-        } else if rule == .required {
+        } else if source == .fullSync {
             throw DataSetError("missing \"secrets\"")
+        }
+        if source != .patch {
+            for field in ["featureFlags", "segments"] where item[field] == nil {
+                throw DataSetError("missing \"\(field)\" (a data set replaces everything: an empty list must be [])")
+            }
         }
         let flags = try parseEntities(item["featureFlags"], kind: .flag, field: "featureFlags")
         let segments = try parseEntities(item["segments"], kind: .segment, field: "segments")

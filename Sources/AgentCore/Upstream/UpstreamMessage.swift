@@ -37,11 +37,11 @@ public enum UpstreamMessage: Sendable {
             case "rp_full", "rp-full":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
                 // rp_full always carries each environment's secrets (spec §3.5); an item without them would wipe them.
-                return .success(.full(try DataSetParser.parseItems(items, secrets: .required)))
+                return .success(.full(try DataSetParser.parseItems(items, from: .fullSync)))
             case "rp_patch", "rp-patch":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
                 // Patches never touch secrets (spec §3.5): theirs are not even read.
-                return .success(.patch(try DataSetParser.parseItems(items, secrets: .ignored)))
+                return .success(.patch(try DataSetParser.parseItems(items, from: .patch)))
             case "patch", "full":
                 let flags = try DataSetParser.parseEntities(data["featureFlags"], kind: .flag, field: "featureFlags")
                 let segments = try DataSetParser.parseEntities(data["segments"], kind: .segment, field: "segments")
