@@ -257,40 +257,59 @@ extension Duration {
 /// Reads the data set and metadata back.
 enum Loader {
     static func load(_ db: Database) throws -> LoadedState {
+        // Every value is decoded with `try?`: a row whose value has the wrong type (SQLite's type affinity lets
+        // 'abc' into an INTEGER column, a blob into TEXT) is skipped and counted. GRDB's plain subscripts trap on
+        // such a value, and a trap here would crash-loop the agent on every start.
         let stateRow = try Row.fetchOne(db, sql: "SELECT sequence, initialised FROM store_state WHERE id = 1")
-        let sequence = UInt64(bitPattern: stateRow?[0] as Int64? ?? 0)
-        let initialised = stateRow?[1] as Bool? ?? false
+        let sequence = UInt64(bitPattern: stateRow.flatMap { try? $0.decode(Int64.self, atIndex: 0) } ?? 0)
+        let initialised = stateRow.flatMap { try? $0.decode(Bool.self, atIndex: 1) } ?? false
         var skipped = 0
 
         var versions: [String: Int64] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT env_id, version FROM environments") {
-            versions[row[0]] = row[1]
+        let environmentRows = try Row.fetchCursor(db, sql: "SELECT env_id, version FROM environments")
+        while let row = try environmentRows.next() {
+            guard let envId = try? row.decode(String.self, atIndex: 0) else {
+                skipped += 1
+                continue
+            }
+            versions[envId] = (try? row.decode(Int64.self, atIndex: 1)) ?? 0
         }
         var secrets: [String: [SecretRecord]] = [:]
         let secretRows = try Row.fetchCursor(db, sql: """
             SELECT env_id, type, project_key, env_key, value FROM secrets ORDER BY env_id, position
             """)
         while let row = try secretRows.next() {
-            guard let type = SecretRecord.SecretType(rawValue: row[1]) else {
+            guard let envId = try? row.decode(String.self, atIndex: 0),
+                  let type = (try? row.decode(String.self, atIndex: 1)).flatMap(SecretRecord.SecretType.init(rawValue:)),
+                  let projectKey = try? row.decode(String.self, atIndex: 2),
+                  let envKey = try? row.decode(String.self, atIndex: 3),
+                  let value = try? row.decode(String.self, atIndex: 4)
+            else {
                 skipped += 1
                 continue
             }
-            let envId: String = row[0]
             secrets[envId, default: []].append(
-                SecretRecord(type: type, projectKey: row[2], envId: envId, envKey: row[3], value: row[4]))
+                SecretRecord(type: type, projectKey: projectKey, envId: envId, envKey: envKey, value: value))
         }
         var raw: [(kind: ItemKind, json: Data)] = []
         let itemRows = try Row.fetchCursor(db, sql: "SELECT kind, json FROM items")
         while let row = try itemRows.next() {
-            guard let kind = ItemKind(rawValue: row[0]), let json = row[1] as Data? else {
+            guard let kind = (try? row.decode(String.self, atIndex: 0)).flatMap(ItemKind.init(rawValue:)),
+                  let json = try? row.decode(Data.self, atIndex: 1)
+            else {
                 skipped += 1
                 continue
             }
             raw.append((kind, json))
         }
         var metadata: [String: String] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT key, value FROM metadata") {
-            metadata[row[0]] = row[1]
+        let metadataRows = try Row.fetchCursor(db, sql: "SELECT key, value FROM metadata")
+        while let row = try metadataRows.next() {
+            guard let key = try? row.decode(String.self, atIndex: 0), let value = try? row.decode(String.self, atIndex: 1) else {
+                skipped += 1
+                continue
+            }
+            metadata[key] = value
         }
 
         var flags: [String: [DataItem]] = [:]

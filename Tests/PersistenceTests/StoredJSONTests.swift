@@ -36,6 +36,31 @@ struct StoredJSONTests {
         }
     }
 
+    @Test("values of the wrong type (SQLite lets them in) are skipped, not a crash at every start")
+    func wronglyTypedValues() async throws {
+        try await withTempDir { dir in
+            let path = dir.file("featbit.db")
+            let (db, _) = try FeatBitDatabase.open(path: path, logger: LogCapture().logger).requireReady()
+            let store = DataStore(journal: db)
+            store.apply(TestData.initial)
+            db.close()
+            let raw = try DatabaseQueue(path: path)
+            try raw.write { db in
+                try db.execute(sql: "UPDATE environments SET version = 'abc'")
+                try db.execute(sql: "UPDATE store_state SET sequence = 'many'")
+                try db.execute(sql: "UPDATE secrets SET project_key = X'FF' WHERE position = 0")
+                try db.execute(sql: "INSERT INTO metadata (key, value) VALUES ('odd', X'FFFE')")
+            }
+            try raw.close()
+            let (reopened, loaded) = try FeatBitDatabase.open(path: path, logger: LogCapture().logger).requireReady()
+            defer { reopened.close() }
+            // The flags are all there; only the unreadable rows are gone.
+            let env = try #require(loaded.snapshot().environments[TestData.envA])
+            #expect(env.flags[TestData.flagId(1)] != nil)
+            #expect(loaded.isInitialised)
+        }
+    }
+
     @Test("a tampered row is skipped and reported; a row in another spelling still loads")
     func tamperedRows() async throws {
         try await withTempDir { dir in
