@@ -337,28 +337,17 @@ enum Loader {
         let results = Results(count: raw.count)
         let chunks = raw.count < 256 ? 1 : min(max(ProcessInfo.processInfo.activeProcessorCount, 1) * 4, 32)
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            let decoder = JSONDecoder()
             let lower = raw.count * chunk / chunks
             let upper = raw.count * (chunk + 1) / chunks
             for index in lower..<upper {
                 let (kind, data) = raw[index]
-                // The fast reader, accepted only when it gives back the stored bytes exactly; else the agent's own
-                // parser (the same one the item first came through).
-                if let json = StoredJSON.parse(data), let item = try? DataItem(kind: kind, json: json),
-                   sameBytes(item.encoded, data) {
-                    results.set(index, item)
-                } else if let json = try? decoder.decode(JSONValue.self, from: data),
-                          let item = try? DataItem(kind: kind, json: json) {
+                // The same parser the item first came through (JSONValue.parse).
+                if let json = try? JSONValue.parse(data), let item = try? DataItem(kind: kind, json: json) {
                     results.set(index, item)
                 }
             }
         }
         return results.values
-    }
-
-    private static func sameBytes(_ bytes: [UInt8], _ data: Data) -> Bool {
-        guard bytes.count == data.count else { return false }
-        return bytes.withUnsafeBytes { a in data.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
     }
 
     /// Slots written by disjoint index ranges from concurrent chunks (a raw buffer: no exclusivity checks).

@@ -104,6 +104,26 @@ import Testing
     @Test func rejectsNonJSON() {
         #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse("{not json") }
         #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse("") }
+        // RFC 8259 numbers only, finite ones; no lone surrogates; no invalid UTF-8.
+        for text in ["01", "1.", ".5", "+1", "-", "1e", "1e400", "-1e400", #""\ud800""#, "[1] [2]"] {
+            #expect(throws: JSONValue.ParseError.self, "\(text)") { try JSONValue.parse(text) }
+        }
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse([0x22, 0xFF, 0xFE, 0x22]) }
+    }
+
+    /// What Foundation's JSON decoder gave (the parser before this one), kept: data already stored and compared by
+    /// its bytes must not change representation.
+    @Test func numbersAndRepeatedKeysReadAsTheDecoderReadThem() throws {
+        let cases: [(String, JSONValue)] = [
+            ("1.0", .integer(1)), ("1e2", .integer(100)), ("1E+2", .integer(100)), ("-0", .integer(0)),
+            ("-0.0", .integer(0)), ("0.1e1", .integer(1)), ("1e-400", .integer(0)), ("1.5", .number(1.5)),
+            ("2.5e-1", .number(0.25)), ("1e19", .number(1e19)), ("12345678901234567890", .number(12345678901234567890)),
+            ("9007199254740993", .integer(9007199254740993)), ("-9223372036854775808", .integer(.min)),
+            (#"{"a":1,"a":2}"#, .object(["a": .integer(1)])),
+        ]
+        for (text, expected) in cases {
+            #expect(try JSONValue.parse(text) == expected, "\(text)")
+        }
     }
 }
 

@@ -93,6 +93,10 @@ extension JSONValue: Codable {
 extension JSONValue {
     /// Parses one JSON document. Throws `JSONValue.ParseError` for anything that is not valid JSON.
     public static func parse<Bytes: Collection>(_ bytes: Bytes) throws(ParseError) -> JSONValue where Bytes.Element == UInt8 {
+        let parsed = bytes.withContiguousStorageIfAvailable { JSONReader.parse(UnsafeRawBufferPointer($0)) }
+            ?? Array(bytes).withUnsafeBytes { JSONReader.parse($0) }
+        if let parsed { return parsed }
+        // Not JSON (or nothing JSONReader takes): Foundation's decoder says why, in words fit for a 400 or a log line.
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch {

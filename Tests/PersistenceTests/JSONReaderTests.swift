@@ -6,7 +6,7 @@ import Testing
 @testable import Persistence
 
 @Suite("stored item JSON")
-struct StoredJSONTests {
+struct JSONReaderTests {
     static let documents: [String] = [
         #"{"a":1,"b":-2,"c":0.25,"d":1.5e-7,"e":1e+300,"f":123456789012345678901,"g":-9223372036854775808}"#,
         #"{"s":"plain","t":"quote \" backslash \\ slash \/ tab \t nl \n cr \r ctl \u0001 \b \f","u":"é ✓ \u00e9 \ud83d\ude00 😀"}"#,
@@ -21,18 +21,18 @@ struct StoredJSONTests {
         for text in Self.documents {
             let expected = try JSONValue.parse(text)
             // Any JSON: the same value once written (an integral "-0.0" may be .number here, .integer there).
-            let parsed = try #require(StoredJSON.parse(Data(text.utf8)), "\(text)")
+            let parsed = try #require(JSONReader.parse(Data(text.utf8)), "\(text)")
             let written = JSONWriter.bytes(expected)
             #expect(JSONWriter.bytes(parsed) == written, "\(text)")
             // What the db stores (writer output): the very same value.
-            #expect(StoredJSON.parse(Data(written)) == expected, "\(text)")
+            #expect(JSONReader.parse(Data(written)) == expected, "\(text)")
         }
     }
 
     @Test("rejects what is not JSON")
     func rejects() {
         for text in [#"{"a":1"#, #"{"a" 1}"#, "[1,]x", #""\x""#, #""\ud800""#, "tru", "{\"a\":\"\u{1}\"}", "", "[1] [2]"] {
-            #expect(StoredJSON.parse(Data(text.utf8)) == nil, "\(text)")
+            #expect(JSONReader.parse(Data(text.utf8)) == nil, "\(text)")
         }
     }
 

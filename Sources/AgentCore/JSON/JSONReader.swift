@@ -1,21 +1,22 @@
-import AgentCore
 import Foundation
 
-/// A fast JSON reader for the item JSON featbit.db stores (what `JSONWriter` wrote), for cold starts.
-///
-/// `JSONValue.parse` (Foundation's JSONDecoder through `Codable`) reads about 5 MB/s, which made loading 10,000 flags
-/// take seconds. This reader builds the same `JSONValue` straight from the bytes: integers without fraction or
-/// exponent that fit `Int64` become `.integer`, every other number `.number`. The loader keeps it honest: an item is
-/// accepted only if its re-encoded bytes equal the stored bytes; anything else goes through `JSONValue.parse`.
-enum StoredJSON {
-    static func parse(_ data: Data) -> JSONValue? {
-        data.withUnsafeBytes { raw -> JSONValue? in
-            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
-            var reader = Reader(bytes: base, count: raw.count)
-            guard let value = reader.value() else { return nil }
-            reader.skipWhitespace()
-            return reader.index == reader.count ? value : nil
-        }
+/// The JSON reader behind `JSONValue.parse`: builds a `JSONValue` straight from the bytes (RFC 8259), about 40 times
+/// faster than Foundation's JSONDecoder through `Codable`, which matters because every SDK frame, upstream message,
+/// bootstrap and insight body is parsed (a 64 KiB frame of empty objects took ~80 ms of an event loop that way).
+/// It gives what that decoder gave: a number that is integral and fits `Int64` (`1`, `1.0`, `1e2`, `-0`) is
+/// `.integer`, any other finite number `.number`; a repeated object key keeps its first value; nesting deeper than
+/// 512 is refused. `nil` for anything that is not one JSON document.
+public enum JSONReader {
+    public static func parse(_ data: Data) -> JSONValue? {
+        data.withUnsafeBytes { parse($0) }
+    }
+
+    public static func parse(_ raw: UnsafeRawBufferPointer) -> JSONValue? {
+        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        var reader = Reader(bytes: base, count: raw.count)
+        guard let value = reader.value() else { return nil }
+        reader.skipWhitespace()
+        return reader.index == reader.count ? value : nil
     }
 
     private struct Reader {
@@ -79,7 +80,7 @@ enum StoredJSON {
                 guard index < count, bytes[index] == UInt8(ascii: ":") else { return nil }
                 index += 1
                 guard let element = value() else { return nil }
-                members[key] = element
+                if members[key] == nil { members[key] = element }  // the first of repeated keys counts
                 skipWhitespace()
                 guard index < count else { return nil }
                 if bytes[index] == UInt8(ascii: ",") {
@@ -126,7 +127,9 @@ enum StoredJSON {
             while index < count {
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
-                    let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
+                    // Invalid UTF-8 is refused, as the JSON decoder refused it (not repaired).
+                    guard let text = String(validating: UnsafeBufferPointer(start: bytes + start, count: index - start),
+                                            as: UTF8.self) else { return nil }
                     index += 1
                     return text
                 }
@@ -141,7 +144,7 @@ enum StoredJSON {
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
-                    return String(decoding: out, as: UTF8.self)
+                    return String(validating: out, as: UTF8.self)
                 case UInt8(ascii: "\\"):
                     index += 1
                     guard index < count else { return nil }
@@ -197,28 +200,40 @@ enum StoredJSON {
             return result
         }
 
+        /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
         private mutating func number() -> JSONValue? {
             let start = index
-            var integral = true
             if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-            let digitsStart = index
-            while index < count {
-                let byte = bytes[index]
-                if byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
-                    index += 1
-                } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
-                            || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") {
-                    integral = false
-                    index += 1
-                } else {
-                    break
-                }
+            guard index < count, isDigit(bytes[index]) else { return nil }
+            if bytes[index] == UInt8(ascii: "0") {
+                index += 1
+            } else {
+                while index < count, isDigit(bytes[index]) { index += 1 }
             }
-            guard index > digitsStart else { return nil }
+            var integral = true
+            if index < count, bytes[index] == UInt8(ascii: ".") {
+                integral = false
+                index += 1
+                guard index < count, isDigit(bytes[index]) else { return nil }
+                while index < count, isDigit(bytes[index]) { index += 1 }
+            }
+            if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                integral = false
+                index += 1
+                if index < count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                guard index < count, isDigit(bytes[index]) else { return nil }
+                while index < count, isDigit(bytes[index]) { index += 1 }
+            }
             let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
             if integral, let value = Int64(text) { return .integer(value) }
             guard let value = Double(text), value.isFinite else { return nil }
+            // An integral value that fits Int64 is an integer, however it is written.
+            if value == value.rounded(), value >= -9.223372036854775808e18, value < 9.223372036854775808e18 {
+                return .integer(Int64(value))
+            }
             return .number(value)
         }
+
+        private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
     }
 }
