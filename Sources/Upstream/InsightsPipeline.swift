@@ -33,16 +33,16 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         public init() {}
     }
 
+    /// One buffered POST, kept as the bytes it came in (a parsed tree takes ~6 times as much memory, which would make
+    /// `maxBufferedBytes` a bound on the wrong thing); parsed again when it is forwarded.
     struct Pending: Sendable {
         let authorization: String
-        let insights: [JSONValue]
         let receivedAt: Int64
-        /// The original body, kept only where it is what gets stored (`local`).
+        /// A JSON array of insight objects.
         let body: [UInt8]
-        /// Bytes this entry counts against `maxBufferedBytes` (its original request size).
-        let size: Int
         /// Insight objects in it (for the accepted/dropped counts).
         let events: Int
+        var size: Int { body.count }
     }
 
     private let mode: Mode
@@ -79,11 +79,8 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             logger.info("ignored an insight body that is not a JSON array", metadata: ["event": "insights-malformed"])
             return
         }
-        var keepsBody = false
-        if case .local = mode { keepsBody = true }
-        let item = Pending(authorization: authorization, insights: keepsBody ? [] : insights,
-                           receivedAt: Int64(Date().timeIntervalSince1970 * 1000), body: keepsBody ? body : [],
-                           size: body.count, events: insights.count)
+        let item = Pending(authorization: authorization, receivedAt: Int64(Date().timeIntervalSince1970 * 1000),
+                           body: body, events: insights.count)
         let fits = buffer.withLock { pending -> Bool in
             guard pending.items.count < settings.capacity, pending.bytes + item.size <= settings.maxBufferedBytes else {
                 return false
@@ -156,7 +153,7 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         for (authorization, items) in groups.sorted(by: { $0.key < $1.key }) {
             // Kept as received: what is put back for a retry is transformed again when it is sent, and an HMAC
             // pseudonym of a pseudonym would count one user as two.
-            let insights = items.flatMap(\.insights)
+            let insights = items.flatMap { (try? JSONValue.parse($0.body))?.arrayValue ?? [] }
             var start = 0
             chunks: while start < insights.count {
                 let end = min(insights.count, start + settings.maxBatch)
@@ -168,9 +165,9 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
                     // Sending it again would be refused again (unknown secret, bad or too large body).
                     dropped.increment(by: chunk.count)
                 case .failed:
-                    failed.append(Pending(authorization: authorization, insights: Array(insights[start...]),
-                                          receivedAt: items[0].receivedAt, body: [],
-                                          size: items.reduce(0) { $0 + $1.size }, events: insights.count - start))
+                    failed.append(Pending(authorization: authorization, receivedAt: items[0].receivedAt,
+                                          body: JSONWriter.bytes(.array(Array(insights[start...]))),
+                                          events: insights.count - start))
                     break chunks
                 }
                 start = end
