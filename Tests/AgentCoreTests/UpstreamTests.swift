@@ -128,5 +128,8 @@ import Testing
         // Stable for the same key, different for another key.
         #expect(anonymizer.pseudonym("x") == InsightAnonymizer(key: Array(repeating: 7, count: 32), allowedProperties: []).pseudonym("x"))
         #expect(anonymizer.pseudonym("x") != InsightAnonymizer(key: Array(repeating: 8, count: 32), allowedProperties: []).pseudonym("x"))
+        // Lowercase hex of HMAC-SHA256 (Python: hmac.new(bytes([7]*32), b"alice@example.com", sha256).hexdigest()).
+        #expect(InsightAnonymizer(key: Array(repeating: 7, count: 32), allowedProperties: []).pseudonym("alice@example.com")
+                == "09870f7a555563284d0f3306c0cb12941e1ac64c5d737c671ae6125baa2715b0")
     }
 }

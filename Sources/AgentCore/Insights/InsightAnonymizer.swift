@@ -20,9 +20,20 @@ public struct InsightAnonymizer: Sendable {
         return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 
+    /// Lowercase hex of HMAC-SHA256(key, value). Two per insight, so the hex is written from a table (`String(format:)`
+    /// per byte cost ~30 µs a value).
     public func pseudonym(_ value: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: SymmetricKey(data: key)).map { String(format: "%02x", $0) }.joined()
+        let code = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: SymmetricKey(data: key))
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in code {
+            hex.append(Self.hexDigits[Int(byte >> 4)])
+            hex.append(Self.hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Rewrites an insight array (the body of `POST /api/public/insight/track`). `nil` if it is not a JSON array.
     public func anonymize(_ body: JSONValue) -> JSONValue? {
