@@ -82,6 +82,53 @@ final class RawSocket: @unchecked Sendable {
         return poll(&descriptor, 1, milliseconds) > 0 && descriptor.revents & Int16(POLLOUT) != 0
     }
 
+    /// A masked client frame with any opcode, FIN or not, and payload size.
+    static func maskedFrame(opcode: UInt8, fin: Bool, payload: [UInt8]) -> [UInt8] {
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        if payload.count < 126 {
+            frame.append(UInt8(0x80 | payload.count))
+        } else if payload.count < 65_536 {
+            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            frame.append(0x80 | 127)
+            frame += (0..<8).reversed().map { UInt8(truncatingIfNeeded: payload.count >> ($0 * 8)) }
+        }
+        let mask: [UInt8] = [0x11, 0x22, 0x33, 0x44]
+        return frame + mask + payload.enumerated().map { $1 ^ mask[$0 % 4] }
+    }
+
+    /// Reads server frames until a Close frame and returns its code (nil if the socket ends without one within 5 s).
+    func readCloseCode() -> UInt16? {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            // Parse whole frames at the front.
+            while data.count >= 2 {
+                var length = Int(data[1] & 0x7F)
+                var header = 2
+                if length == 126 {
+                    guard data.count >= 4 else { break }
+                    length = Int(data[2]) << 8 | Int(data[3])
+                    header = 4
+                } else if length == 127 {
+                    guard data.count >= 10 else { break }
+                    length = data[2..<10].reduce(0) { $0 << 8 | Int($1) }
+                    header = 10
+                }
+                guard data.count >= header + length else { break }
+                if data[0] & 0x0F == 0x8 {
+                    return length >= 2 ? UInt16(data[header]) << 8 | UInt16(data[header + 1]) : nil
+                }
+                data.removeFirst(header + length)
+            }
+            let count = recv(fd, &chunk, chunk.count, 0)
+            guard count > 0 else { return nil }
+            data += chunk[0..<count]
+        }
+    }
+
     /// A client frame (masked, as RFC 6455 requires of clients) carrying `text`.
     static func maskedText(_ text: String) -> [UInt8] {
         let payload = Array(text.utf8)

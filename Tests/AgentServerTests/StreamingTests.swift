@@ -140,6 +140,25 @@ import AgentServer
         }
     }
 
+    @Test func aFragmentedMessageOverTheLimitAlsoClosesWith1009() async throws {
+        var settings = StreamingHub.Settings()
+        settings.maxMessageBytes = 16 * 1024
+        try await withTestAgent(initial: try TestData.fakeEnvironments(), settings: settings) { agent in
+            let token = TestAgent.token(TestData.serverSecret)
+            let code = try await offPool { () -> UInt16? in
+                let socket = try RawSocket(port: agent.port)
+                defer { socket.close() }
+                guard try socket.upgrade(path: "/streaming?type=server&token=\(token)").hasPrefix("HTTP/1.1 101") else { return nil }
+                // Two fragments of 10 KiB each: each under the limit, the message over it.
+                let part = [UInt8](repeating: UInt8(ascii: "x"), count: 10 * 1024)
+                _ = socket.sendAll(RawSocket.maskedFrame(opcode: 0x1, fin: false, payload: part)
+                    + RawSocket.maskedFrame(opcode: 0x0, fin: true, payload: part))
+                return socket.readCloseCode()
+            }
+            #expect(code == 1009)
+        }
+    }
+
     @Test func clientClosingIsEchoed() async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
             let transcript = try await sdkSession(url: agent.streamingURL(), send: [TestData.dataSync(0)], until: { $0.count == 1 })

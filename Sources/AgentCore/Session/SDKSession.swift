@@ -99,6 +99,13 @@ public struct SDKSession: Sendable {
         return [.close(code: Self.goingAwayCode, reason: "agent shutting down")]
     }
 
+    /// The SDK broke the WebSocket framing or sent a message over the size limit: close with `code` (1002, 1009).
+    public mutating func refuse(code: UInt16, reason: String) -> [Action] {
+        guard case .open = state else { return [] }
+        state = .closed
+        return [.close(code: code, reason: reason)]
+    }
+
     /// The connection could not keep up with its pushes.
     public mutating func slowConsumer() -> [Action] {
         guard case .open = state else { return [] }

@@ -112,6 +112,17 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         hub.logger.debug("SDK socket error", metadata: ["event": "sdk-socket-error", "error": "\(error)", "remote": "\(remote)"])
+        // Fragmented messages are reassembled after NIO's own protocol-error handling, so their errors land here:
+        // answer them with a close code the SDK can read, as NIO does for a single frame that is too large.
+        if let error = error as? NIOWebSocketFrameAggregator.Error {
+            switch error {
+            case .tooManyFragments, .accumulatedFrameSizeIsTooLarge:
+                perform(session.refuse(code: 1009, reason: "message too large"), context: context)
+            default:
+                perform(session.refuse(code: 1002, reason: "fragmented frames out of order"), context: context)
+            }
+            if closeGrace != nil { return }
+        }
         context.close(promise: nil)
     }
 
