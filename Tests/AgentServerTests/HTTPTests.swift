@@ -1,6 +1,7 @@
 import AgentCore
 import AgentServer
 import Foundation
+import TestSupport
 import Testing
 
 /// The HTTP API (spec §6) as an SDK, FeatBit's "sync to agent" and an operator use it.

@@ -102,46 +102,13 @@ struct RawUpgrade: Sendable {
 
 /// Sends an upgrade request over a plain TCP socket and reads until the first frame is complete (or EOF / 5 s).
 func rawUpgrade(port: Int, path: String) async throws -> RawUpgrade {
-    try await Task.detached {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SimTestFailure("socket() failed") }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw SimTestFailure("connect() failed") }
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        _ = request.withCString { send(fd, $0, strlen($0), 0) }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        func parse() -> RawUpgrade? {
-            guard let end = received.indices.dropLast(3).first(where: {
-                received[$0] == 13 && received[$0 + 1] == 10 && received[$0 + 2] == 13 && received[$0 + 3] == 10
-            }) else { return nil }
-            let head = String(decoding: received[..<end], as: UTF8.self)
-            let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
-            let rest = Array(received[(end + 4)...])
-            guard rest.count >= 2 else { return nil }
-            let length = Int(rest[1] & 0x7F)  // server frames are unmasked; close payloads are < 126 bytes
-            guard length < 126, rest.count >= 2 + length else { return nil }
-            return RawUpgrade(status: status, firstFrame: .init(opcode: rest[0] & 0x0F, payload: Array(rest[2..<(2 + length)])))
-        }
-        while true {
-            if let parsed = parse() { return parsed }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            received.append(contentsOf: buffer[0..<n])
-        }
-        let head = String(decoding: received, as: UTF8.self)
-        return RawUpgrade(status: Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0, firstFrame: nil)
-    }.value
+    try await offPool {
+        let socket = try RawSocket(port: port, bufferBytes: 65_536)
+        defer { socket.close() }
+        let head = try socket.upgrade(path: path)
+        let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return RawUpgrade(status: status, firstFrame: socket.readFrame().map { .init(opcode: $0.opcode, payload: $0.payload) })
+    }
 }
 
 @Suite("featbit-sim over real sockets")

@@ -5,7 +5,7 @@ import Glibc
 
 /// Runs blocking socket work on a Dispatch thread: blocking a Swift concurrency pool thread (one per core) would
 /// starve the in-process server under test, and every other test running beside it.
-func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+public func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
@@ -13,13 +13,15 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
 
 /// A bare TCP client for tests that need what a WebSocket library hides: an SDK that writes and never reads.
 /// Its calls block: make them inside `offPool`. Always `close()` it.
-final class RawSocket: @unchecked Sendable {
-    let fd: Int32
+public final class RawSocket: @unchecked Sendable {
+    public let fd: Int32
+    /// Bytes read past the end of what `exchange` or `readFrame` returned.
+    private var unread: [UInt8] = []
 
     /// Connects to 127.0.0.1:`port` with small kernel buffers (set before connecting, so they hold).
-    init(port: Int, bufferBytes: Int32 = 4096) throws {
+    public init(port: Int, bufferBytes: Int32 = 4096) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        guard fd >= 0 else { throw TestServerFailure("socket: \(errno)") }
         var size = bufferBytes
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -32,23 +34,23 @@ final class RawSocket: @unchecked Sendable {
         }
         guard result == 0 else {
             Glibc.close(fd)
-            throw TestFailure("connect: \(errno)")
+            throw TestServerFailure("connect: \(errno)")
         }
     }
 
-    func close() { Glibc.close(fd) }
+    public func close() { Glibc.close(fd) }
 
     /// Writes the WebSocket upgrade for `path` and reads the response head; returns it.
-    func upgrade(path: String) throws -> String {
+    public func upgrade(path: String) throws -> String {
         try exchange("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     }
 
     /// Writes `request` as it is and reads the response head (empty if the server closed without one).
-    func exchange(_ request: String) throws -> String {
+    public func exchange(_ request: String) throws -> String {
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard sendAll(Array(request.utf8)) else { throw TestFailure("could not send the request") }
+        guard sendAll(Array(request.utf8)) else { throw TestServerFailure("could not send the request") }
         var head: [UInt8] = []
         var byte: UInt8 = 0
         while !head.suffix(4).elementsEqual([13, 10, 13, 10]) {
@@ -59,7 +61,7 @@ final class RawSocket: @unchecked Sendable {
     }
 
     /// Sends all of `bytes` (blocking mode).
-    func sendAll(_ bytes: [UInt8]) -> Bool {
+    public func sendAll(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -70,20 +72,20 @@ final class RawSocket: @unchecked Sendable {
     }
 
     /// Sends without blocking; returns the bytes taken (0 when the kernel buffer is full), or nil on an error.
-    func trySend(_ bytes: [UInt8]) -> Int? {
+    public func trySend(_ bytes: [UInt8]) -> Int? {
         let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         if sent >= 0 { return sent }
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
     }
 
     /// Whether the socket can take more bytes within `milliseconds`.
-    func becomesWritable(within milliseconds: Int32) -> Bool {
+    public func becomesWritable(within milliseconds: Int32) -> Bool {
         var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         return poll(&descriptor, 1, milliseconds) > 0 && descriptor.revents & Int16(POLLOUT) != 0
     }
 
     /// A masked client frame with any opcode, FIN or not, and payload size.
-    static func maskedFrame(opcode: UInt8, fin: Bool, payload: [UInt8]) -> [UInt8] {
+    public static func maskedFrame(opcode: UInt8, fin: Bool, payload: [UInt8]) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         if payload.count < 126 {
             frame.append(UInt8(0x80 | payload.count))
@@ -97,40 +99,46 @@ final class RawSocket: @unchecked Sendable {
         return frame + mask + payload.enumerated().map { $1 ^ mask[$0 % 4] }
     }
 
-    /// Reads server frames until a Close frame and returns its code (nil if the socket ends without one within 5 s).
-    func readCloseCode() -> UInt16? {
+    /// The next server frame (server frames are unmasked): opcode and payload; nil if the socket ends first or
+    /// nothing arrives for 5 s. Bytes after that frame stay buffered for the next call.
+    public func readFrame() -> (opcode: UInt8, payload: [UInt8])? {
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
-            // Parse whole frames at the front.
-            while data.count >= 2 {
-                var length = Int(data[1] & 0x7F)
+            if unread.count >= 2 {
+                var length = Int(unread[1] & 0x7F)
                 var header = 2
-                if length == 126 {
-                    guard data.count >= 4 else { break }
-                    length = Int(data[2]) << 8 | Int(data[3])
+                if length == 126, unread.count >= 4 {
+                    length = Int(unread[2]) << 8 | Int(unread[3])
                     header = 4
-                } else if length == 127 {
-                    guard data.count >= 10 else { break }
-                    length = data[2..<10].reduce(0) { $0 << 8 | Int($1) }
+                } else if length == 127, unread.count >= 10 {
+                    length = unread[2..<10].reduce(0) { $0 << 8 | Int($1) }
                     header = 10
                 }
-                guard data.count >= header + length else { break }
-                if data[0] & 0x0F == 0x8 {
-                    return length >= 2 ? UInt16(data[header]) << 8 | UInt16(data[header + 1]) : nil
+                if length < 126 || header > 2, unread.count >= header + length {
+                    let frame = (unread[0] & 0x0F, Array(unread[header..<(header + length)]))
+                    unread.removeFirst(header + length)
+                    return frame
                 }
-                data.removeFirst(header + length)
             }
             let count = recv(fd, &chunk, chunk.count, 0)
             guard count > 0 else { return nil }
-            data += chunk[0..<count]
+            unread += chunk[0..<count]
         }
     }
 
+    /// Reads server frames until a Close frame and returns its code (nil if the socket ends without one).
+    public func readCloseCode() -> UInt16? {
+        while let frame = readFrame() {
+            guard frame.opcode == 0x8 else { continue }
+            return frame.payload.count >= 2 ? UInt16(frame.payload[0]) << 8 | UInt16(frame.payload[1]) : nil
+        }
+        return nil
+    }
+
     /// A client frame (masked, as RFC 6455 requires of clients) carrying `text`.
-    static func maskedText(_ text: String) -> [UInt8] {
+    public static func maskedText(_ text: String) -> [UInt8] {
         let payload = Array(text.utf8)
         precondition(payload.count < 126)
         let mask: [UInt8] = [0x11, 0x22, 0x33, 0x44]
