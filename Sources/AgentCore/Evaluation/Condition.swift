@@ -23,7 +23,7 @@ public final class CompiledRegex: @unchecked Sendable {
     public func isMatch(_ input: String) -> Bool? {
         var matched = false
         var timedOut = false
-        let deadline = Self.threadCPUNanos() + Self.searchBudgetNanos
+        var deadline: UInt64 = 0
         var callbacks = 0
         regex.enumerateMatches(in: input, options: [.reportProgress],
                                range: NSRange(location: 0, length: input.utf16.count)) { result, _, stop in
@@ -32,9 +32,14 @@ public final class CompiledRegex: @unchecked Sendable {
                 stop.pointee = true
                 return
             }
-            // The clock is a system call: look at it every 64 progress reports only.
+            // The clock is a system call: an ordinary search ends before it is ever read; a long one reads it every
+            // 64 progress reports, with the budget counted from the first reading.
             callbacks += 1
-            if callbacks % 64 == 0, Self.threadCPUNanos() > deadline {
+            guard callbacks % 64 == 0 else { return }
+            let now = Self.threadCPUNanos()
+            if deadline == 0 {
+                deadline = now + Self.searchBudgetNanos
+            } else if now > deadline {
                 timedOut = true
                 stop.pointee = true
             }
