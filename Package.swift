@@ -78,6 +78,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The clustered mesh: the election and replication core (pure, Sources/Cluster/Core), the peer transport on
+        // SwiftNIO (Sources/Cluster/Transport) and the node that drives both (Sources/Cluster/Node).
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "AgentCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .executableTarget(
             name: "FeatBitAgent",
             dependencies: [
@@ -166,6 +180,15 @@ let package = Package(
         .executableTarget(
             name: "BenchDB",
             dependencies: ["AgentCore", "Persistence", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "AgentCore", "Cluster",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "UpstreamTests",
