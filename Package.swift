@@ -92,13 +92,32 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        .executableTarget(
-            name: "FeatBitAgent",
+        // The wiring of one agent process (single node or mesh node) from a configuration: a library, so tests can
+        // run several nodes in one process; the executable only parses options.
+        .target(
+            name: "AgentApp",
             dependencies: [
                 "AgentCore",
                 "AgentServer",
                 "Persistence",
                 "Upstream",
+                "Cluster",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "FeatBitAgent",
+            dependencies: [
+                "AgentCore",
+                "AgentApp",
+                "AgentServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,3 +1,4 @@
+import AgentApp
 import AgentCore
 import AgentServer
 import ArgumentParser
@@ -39,6 +40,10 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-address"), help: help("ClusterAddress")) var clusterAddress: String?
     @Option(name: .customLong("peers"), help: help("Peers")) var peers: String?
     @Option(name: .customLong("cluster-secret"), help: help("ClusterSecret")) var clusterSecret: String?
+    @Option(name: .customLong("cluster-heartbeat-ms"), help: help("ClusterHeartbeatMs")) var clusterHeartbeatMs: String?
+    @Option(name: .customLong("cluster-election-timeout-ms"), help: help("ClusterElectionTimeoutMs"))
+    var clusterElectionTimeoutMs: String?
+    @Option(name: .customLong("cluster-role"), help: help("ClusterRole")) var clusterRole: String?
     @Option(name: .customLong("token-expiry-seconds"), help: help("Streaming__TokenExpirySeconds")) var tokenExpiry: String?
     @Option(name: .customLong("log-level"), help: help("LogLevel")) var logLevel: String?
 
@@ -53,7 +58,9 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             ("ForwardEvents", forwardEvents), ("EventUri", eventUri), ("InsightsMode", insightsMode),
             ("InsightsAllowProperties", insightsAllow), ("Port", port), ("BindAddress", bind), ("DbPath", db),
             ("DataFile", dataFile), ("NodeId", nodeId), ("ClusterAddress", clusterAddress), ("Peers", peers),
-            ("ClusterSecret", clusterSecret), ("Streaming__TokenExpirySeconds", tokenExpiry), ("LogLevel", logLevel),
+            ("ClusterSecret", clusterSecret), ("ClusterHeartbeatMs", clusterHeartbeatMs),
+            ("ClusterElectionTimeoutMs", clusterElectionTimeoutMs), ("ClusterRole", clusterRole),
+            ("Streaming__TokenExpirySeconds", tokenExpiry), ("LogLevel", logLevel),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }
@@ -66,7 +73,13 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "featbit-agent")
 
-        let runtime = try AgentRuntime(configuration: configuration, metrics: registry, logger: logger)
+        let runtime: AgentRuntime
+        do {
+            runtime = try AgentRuntime(configuration: configuration, metrics: registry, logger: logger)
+        } catch let error as AgentRuntime.ConfigurationError {
+            FileHandle.standardError.write(Data("configuration error: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
         try await runtime.run()
     }
 

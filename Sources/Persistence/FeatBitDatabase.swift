@@ -19,6 +19,7 @@ public final class FeatBitDatabase: ChangeJournal, Sendable {
     private let logger: Logger
     private let status: AgentStatusBoard?
     private let onHealthChange: (@Sendable (DatabaseHealth) -> Void)?
+    private let healthHandler = Mutex<(@Sendable (DatabaseHealth) -> Void)?>(nil)
     private let state: Mutex<WriterState>
     private let metadataCache: Mutex<[String: String]>
     /// Test hook: when set, every write fails with this error before touching SQLite (used only where a real
@@ -58,6 +59,11 @@ public final class FeatBitDatabase: ChangeJournal, Sendable {
 
     // MARK: - State
 
+    /// Also tell `handler` when writes start failing or succeed again (after the whole state was rewritten).
+    public func setHealthHandler(_ handler: @escaping @Sendable (DatabaseHealth) -> Void) {
+        healthHandler.withLock { $0 = handler }
+    }
+
     /// Whether writes currently succeed.
     public var health: DatabaseHealth {
         state.withLock { $0.health }
@@ -85,6 +91,10 @@ public final class FeatBitDatabase: ChangeJournal, Sendable {
 
     public func persist(_ change: AppliedChange) {
         persist(change, metadata: [:])
+    }
+
+    public func persistMetadata(_ metadata: [String: String?]) -> Bool {
+        (try? setMetadata(metadata)) != nil
     }
 
     /// Writes a change, and optionally metadata in the same transaction (e.g. the mesh's applied term and sequence).
@@ -344,6 +354,7 @@ public final class FeatBitDatabase: ChangeJournal, Sendable {
             Self.healthyGauge.record(0)
             status?.update { $0.problems["db"] = message }
             onHealthChange?(.failing(reason))
+            healthHandler.withLock { $0 }?(.failing(reason))
         case .recovered(let missed):
             logger.notice("featbit.db writable again; rewrote the whole current state", metadata: [
                 "event": "db-write-recovered", "path": "\(path)", "failedWrites": "\(missed)",
@@ -351,6 +362,7 @@ public final class FeatBitDatabase: ChangeJournal, Sendable {
             Self.healthyGauge.record(1)
             status?.update { $0.problems["db"] = nil }
             onHealthChange?(.healthy)
+            healthHandler.withLock { $0 }?(.healthy)
         }
     }
 

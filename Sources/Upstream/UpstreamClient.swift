@@ -23,7 +23,10 @@ public final class UpstreamClient: Service, Sendable {
         public var fullResyncInterval: Duration = .seconds(30 * 60)
         /// Largest upstream message accepted; larger ones close the socket (and the agent reconnects).
         public var maxMessageBytes: Int = 64 * 1024 * 1024
+        /// A connect (TCP, TLS, WebSocket upgrade) that takes longer is abandoned and retried.
         public var connectTimeout: Duration = .seconds(10)
+        /// How long a close waits for the server's Close frame before dropping the socket.
+        public var closeTimeout: Duration = .seconds(2)
 
         public init(streamingUri: String, apiKey: String) {
             self.streamingUri = streamingUri
@@ -39,39 +42,69 @@ public final class UpstreamClient: Service, Sendable {
         }
     }
 
+    /// Applies a change that came from the server; returns what changed. A single node applies to the store; a mesh
+    /// leader stamps the change with its replication position first (and a node that no longer leads applies
+    /// nothing).
+    public typealias Apply = @Sendable (Change) async -> AppliedChange?
+
     private let settings: Settings
     private let store: DataStore
     private let status: AgentStatusBoard
     private let agentId: @Sendable () -> String?
     private let logger: Logger
+    private let apply: Apply
+    private let onStateChange: (@Sendable (SyncState) -> Void)?
     private let sync = Mutex(UpstreamSync())
+    /// Writes a text message on the open connection, if there is one.
+    private let currentWriter = Mutex<(@Sendable ([UInt8]) async throws -> Void)?>(nil)
     private let messagesApplied = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "applied")])
     private let messagesRejected = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "rejected")])
     private let reconnects = Counter(label: "featbit_agent_upstream_reconnects_total")
 
     /// - Parameter agentId: the registered agent id, once registration succeeded (status reports wait for it).
     public init(settings: Settings, store: DataStore, status: AgentStatusBoard, logger: Logger,
-                agentId: @escaping @Sendable () -> String?) {
+                agentId: @escaping @Sendable () -> String?, apply: Apply? = nil,
+                onStateChange: (@Sendable (SyncState) -> Void)? = nil) {
         self.settings = settings
         self.store = store
         self.status = status
         self.logger = logger
         self.agentId = agentId
+        self.apply = apply ?? { change in await store.applyOnWriterThread(change) }
+        self.onStateChange = onStateChange
         publish()
     }
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await self.connectLoop()
+            await self.connectLoop(forceFull: false)
         } onGracefulShutdown: {
             self.sync.withLock { $0.stop() }
             self.publish()
         }
     }
 
-    private func connectLoop() async {
+    /// One leadership term's upstream duty: connects, syncs and reconnects until the task is cancelled; then closes
+    /// the socket with a Close frame (bounded by `closeTimeout`) and returns. `forceFull` asks for a full data set on
+    /// the first connect.
+    public func runSession(forceFull: Bool) async {
+        sync.withLock { $0 = UpstreamSync() }
+        publish()
+        await connectLoop(forceFull: forceFull)
+    }
+
+    /// Asks the server for a full data set on the open connection (no-op when none is open).
+    public func requestFullSync() {
+        guard let write = currentWriter.withLock({ $0 }) else { return }
+        let request = UpstreamRequest.dataSync(for: store.snapshot, forceFull: true)
+        Task { try? await write(request) }
+    }
+
+    private func connectLoop(forceFull: Bool) async {
+        var firstForceFull = forceFull
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let closeCode = await connectOnce()
+            let closeCode = await connectOnce(forceFull: firstForceFull)
+            firstForceFull = false
             if Task.isCancelled || Task.isShuttingDownGracefully { break }
             let delay = sync.withLock { $0.disconnected(closeCode: closeCode, random: Double.random(in: 0..<1)) }
             publish()
@@ -94,13 +127,20 @@ public final class UpstreamClient: Service, Sendable {
     }
 
     /// One connection's life. Returns the close code the server sent, if any.
-    private func connectOnce() async -> UInt16? {
-        let configuration = WebSocketClientConfiguration(maxFrameSize: settings.maxMessageBytes, autoPing: .disabled)
+    private func connectOnce(forceFull: Bool) async -> UInt16? {
+        let configuration = WebSocketClientConfiguration(maxFrameSize: settings.maxMessageBytes,
+                                                         closeTimeout: settings.closeTimeout, autoPing: .disabled)
+        let connected = ConnectedFlag()
         do {
-            let close = try await WebSocketClient.connect(url: settings.url, configuration: configuration, logger: logger) {
+            let close = try await withConnectTimeout(connected) {
+                try await WebSocketClient.connect(url: self.settings.url, configuration: configuration, logger: self.logger) {
                 inbound, outbound, _ in
+                connected.set()
                 self.logger.info("connected to the FeatBit server", metadata: ["event": "upstream-connected"])
-                try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot), as: UTF8.self)))
+                self.currentWriter.withLock { $0 = { bytes in try await outbound.write(.text(String(decoding: bytes, as: UTF8.self))) } }
+                defer { self.currentWriter.withLock { $0 = nil } }
+                try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot, forceFull: forceFull),
+                                                      as: UTF8.self)))
                 let lastMessage = LastMessageClock()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await self.keepAlive(outbound, lastMessage: lastMessage) }
@@ -116,6 +156,7 @@ public final class UpstreamClient: Service, Sendable {
                     group.cancelAll()
                 }
             }
+            }
             return close.map { UInt16(webSocketErrorCode: $0.closeCode) }
         } catch {
             logger.debug("upstream connection failed", metadata: ["event": "upstream-connect-failed", "error": "\(error)"])
@@ -129,10 +170,10 @@ public final class UpstreamClient: Service, Sendable {
         case .success(.ignored):
             return
         case .success(.full(let environments)):
-            let applied = await store.applyOnWriterThread(.replace(environments))
+            let applied = await apply(.replace(environments))
             accepted(kind: "rp_full", changed: applied)
         case .success(.patch(let environments)):
-            let applied = await store.applyOnWriterThread(.upsert(environments))
+            let applied = await apply(.upsert(environments))
             accepted(kind: "patch", changed: applied)
         case .failure(let rejection):
             messagesRejected.increment()
@@ -191,9 +232,35 @@ public final class UpstreamClient: Service, Sendable {
         }
     }
 
+    /// Runs a connect; if the connection is not up (upgraded) within `connectTimeout`, cancels it.
+    private func withConnectTimeout<T: Sendable>(_ connected: ConnectedFlag,
+                                                  _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: self.settings.connectTimeout)
+                if !connected.isSet {
+                    self.logger.warning("connecting to the FeatBit server timed out", metadata: [
+                        "event": "upstream-connect-timeout", "seconds": "\(self.settings.connectTimeout.components.seconds)",
+                    ])
+                    throw CancellationError()
+                }
+                return nil
+            }
+            while let result = try await group.next() {
+                if let value = result {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw CancellationError()
+        }
+    }
+
     /// Copies the sync state to the status board (status, readiness, status reports).
     private func publish() {
         let current = sync.withLock { $0 }
+        onStateChange?(current.state)
         status.update { values in
             values.syncState = current.state
             if let at = current.lastSyncedAt { values.lastSyncedAt = at }
@@ -205,6 +272,13 @@ public final class UpstreamClient: Service, Sendable {
             }
         }
     }
+}
+
+/// Set once the WebSocket is up (the connect timeout no longer applies).
+private final class ConnectedFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: Bool { flag.load(ordering: .relaxed) }
 }
 
 /// When the last upstream message arrived (monotonic), shared by the reader and the keep-alive task.

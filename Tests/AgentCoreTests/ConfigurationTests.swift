@@ -64,4 +64,59 @@ import Testing
     @Test func forwardEventsFalseMeansDrop() throws {
         #expect(try resolve(env: ["ForwardEvents": "false", "InsightsMode": "anonymize"]).get().insightsMode == .drop)
     }
+
+    // MARK: - The mesh
+
+    static let mesh: [String: String] = [
+        "NodeId": "n1", "ClusterAddress": "127.0.0.1:7101", "Peers": "n2@127.0.0.1:7102, n3@[::1]:7103",
+        "ClusterSecret": "a-long-secret",
+    ]
+
+    @Test func aMeshConfigurationIsReadWithTheWanDefaults() throws {
+        let cluster = try #require(try resolve(env: Self.mesh).get().cluster)
+        #expect(cluster.nodeId == "n1" && cluster.listenHost == "127.0.0.1" && cluster.listenPort == 7101)
+        #expect(cluster.peers.map(\.nodeId) == ["n2", "n3"])
+        #expect(cluster.peers.map(\.address) == ["127.0.0.1:7102", "[::1]:7103"])
+        #expect(cluster.heartbeatMs == 500 && cluster.electionTimeoutMs == 5_000 && !cluster.isWitness)
+        var lan = Self.mesh
+        lan["ClusterHeartbeatMs"] = "200"
+        lan["ClusterElectionTimeoutMs"] = "1500"
+        lan["ClusterRole"] = "witness"
+        let tuned = try #require(try resolve(options: lan).get().cluster)
+        #expect(tuned.heartbeatMs == 200 && tuned.electionTimeoutMs == 1_500 && tuned.isWitness)
+        #expect(try resolve().get().cluster == nil, "no Peers: a single node")
+    }
+
+    @Test(arguments: [
+        (["ClusterSecret": ""], "ClusterSecret"),
+        (["ClusterSecret": "short"], "ClusterSecret"),
+        (["Peers": "n1@127.0.0.1:7101,n2@127.0.0.1:7102"], "Peers"),
+        (["Peers": "n2@127.0.0.1:7102,n2@127.0.0.1:7103"], "Peers"),
+        (["Peers": "n2@127.0.0.1"], "Peers"),
+        (["Peers": "n2@127.0.0.1:99999"], "Peers"),
+        (["Peers": "127.0.0.1:7102"], "Peers"),
+        (["ClusterAddress": ""], "ClusterAddress"),
+        (["ClusterAddress": "nowhere"], "ClusterAddress"),
+        (["DbPath": "none"], "DbPath"),
+        (["ClusterHeartbeatMs": "0"], "ClusterHeartbeatMs"),
+        (["ClusterHeartbeatMs": "500", "ClusterElectionTimeoutMs": "1000"], "ClusterElectionTimeoutMs"),
+        (["ClusterRole": "boss"], "ClusterRole"),
+    ])
+    func aBadMeshSettingIsNamed(change: [String: String], key: String) {
+        var env = Self.mesh
+        for (k, v) in change { env[k] = v }
+        guard case .failure(let problems) = resolve(env: env) else {
+            Issue.record("accepted \(change)")
+            return
+        }
+        #expect(problems.list.contains { $0.key == key }, "\(problems.list)")
+    }
+
+    @Test func aClusterAddressWithoutPeersIsAMistake() {
+        guard case .failure(let problems) = resolve(env: ["ClusterAddress": "127.0.0.1:7101"]) else {
+            Issue.record("accepted ClusterAddress without Peers")
+            return
+        }
+        #expect(problems.list.map(\.key) == ["ClusterAddress"])
+    }
 }

@@ -134,4 +134,39 @@ import Testing
         ], secrets: nil)])))
         #expect(applied.deltas.first?.flags.map(\.id) == ["a", "b", "c"])
     }
+
+    // MARK: - Mesh replication
+
+    @Test func aReplicatedSnapshotKeepsNewerItemsButRemovesAbsentOnes() throws {
+        let store = DataStore()
+        store.apply(.replace([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 3000), Fixtures.flag("gone", updatedAt: 1000)])]))
+        let applied = try #require(store.apply(.replicatedReplace([Fixtures.environment(flags: [
+            Fixtures.flag("f1", updatedAt: 2000), Fixtures.flag("f2", updatedAt: 2500),
+        ])])))
+        let env = try #require(store.snapshot.environments[Fixtures.envA])
+        #expect(env.flags["f1"]?.updatedAt == 3000, "an item never moves back to an older version")
+        #expect(env.flags["f2"]?.updatedAt == 2500)
+        #expect(env.flags["gone"] == nil, "a snapshot carries deletions")
+        #expect(applied.deltas.first?.needsFull == true)
+        // An upstream rp_full still replaces as it is.
+        store.apply(.replace([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 2000)])]))
+        #expect(store.snapshot.environments[Fixtures.envA]?.flags["f1"]?.updatedAt == 2000)
+    }
+
+    @Test func metadataIsMadeDurableEvenWhenNothingChanged() {
+        let journal = RecordingJournal()
+        let store = DataStore(journal: journal)
+        let change = Change.replace([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 1000)])])
+        let first = store.apply(change, metadata: ["mesh.applied": "1.1"])
+        #expect(first.change != nil && first.durable)
+        let duplicate = store.apply(change, metadata: ["mesh.applied": "1.2"])
+        #expect(duplicate.change == nil && duplicate.durable)
+        #expect(journal.metadataWrites.map { $0["mesh.applied"] ?? nil } == ["1.1", "1.2"])
+        journal.writable = false
+        let failed = store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 2000)], secrets: nil)]),
+                                 metadata: ["mesh.applied": "1.3"])
+        #expect(failed.change != nil && !failed.durable, "a change that could not be written is not reported durable")
+        #expect(store.snapshot.version == 2000, "it is still served from memory")
+        #expect(!DataStore().apply(change, metadata: [:]).durable, "without a journal nothing is durable")
+    }
 }

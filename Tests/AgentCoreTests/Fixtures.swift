@@ -83,8 +83,25 @@ enum Fixtures {
 final class RecordingJournal: ChangeJournal, @unchecked Sendable {
     private let lock = NSLock()
     private var _sequences: [UInt64] = []
+    private var _metadata: [[String: String?]] = []
     var sequences: [UInt64] { lock.withLock { _sequences } }
-    func persist(_ change: AppliedChange) { lock.withLock { _sequences.append(change.sequence) } }
+    /// Metadata written, per write (with a change or alone).
+    var metadataWrites: [[String: String?]] { lock.withLock { _metadata } }
+    /// When false, every write fails (a full disk).
+    var writable = true
+    func persist(_ change: AppliedChange, metadata: [String: String?]) -> Bool {
+        lock.withLock {
+            _sequences.append(change.sequence)
+            if !metadata.isEmpty { _metadata.append(metadata) }
+            return writable
+        }
+    }
+    func persistMetadata(_ metadata: [String: String?]) -> Bool {
+        lock.withLock {
+            _metadata.append(metadata)
+            return writable
+        }
+    }
 }
 
 /// A journal whose commits wait while its gate is closed (at most 10 s each), like a slow disk.
@@ -105,10 +122,13 @@ final class GatedJournal: ChangeJournal, @unchecked Sendable {
         for _ in 0..<64 { gate.signal() }
     }
 
-    func persist(_ change: AppliedChange) {
+    func persist(_ change: AppliedChange, metadata: [String: String?]) -> Bool {
         if lock.withLock({ closed }), gate.wait(timeout: .now() + 10) == .timedOut {
             lock.withLock { gaveUp += 1 }
         }
         lock.withLock { _sequences.append(change.sequence) }
+        return true
     }
+
+    func persistMetadata(_ metadata: [String: String?]) -> Bool { true }
 }

@@ -75,8 +75,8 @@ import AgentServer
             let tokenText: String
             switch token {
             case "garbage-token": tokenText = "QQQQS123"
-            case "expired": tokenText = TestAgent.token(TestData.serverSecret, skewMillis: -31_000)
-            case "future": tokenText = TestAgent.token(TestData.serverSecret, skewMillis: 31_000)
+            case "expired": tokenText = TestAgent.token(TestData.serverSecret, skewMillis: -90_000)
+            case "future": tokenText = TestAgent.token(TestData.serverSecret, skewMillis: 90_000)
             case "client-secret": tokenText = TestAgent.token(TestData.clientSecret)
             case "unknown-secret": tokenText = TestAgent.token(TestData.unknownSecret)
             default: tokenText = TestAgent.token(TestData.serverSecret)

@@ -25,6 +25,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var nodeId: String
     public var tokenExpirySeconds: Int
     public var logLevel: LogLevel
+    /// The mesh, when `Peers` is set; `nil` for a single node.
+    public var cluster: ClusterConfiguration?
 
     /// One configuration key: its environment/config-file name, its option, default and meaning. The README table
     /// and `--help` are written from these.
@@ -57,7 +59,13 @@ public struct AgentConfiguration: Sendable, Equatable {
         Key(name: "NodeId", option: "node-id", defaultText: "hostname", help: "unique id of this node in a mesh"),
         Key(name: "ClusterAddress", option: "cluster-address", defaultText: "- (single node)", help: "host:port this node listens on for peers"),
         Key(name: "Peers", option: "peers", defaultText: "-", help: "comma list of nodeId@host:port of the other nodes"),
-        Key(name: "ClusterSecret", option: "cluster-secret", defaultText: "required with Peers", help: "shared secret of the mesh"),
+        Key(name: "ClusterSecret", option: "cluster-secret", defaultText: "required with Peers", help: "shared secret of the mesh (at least 8 characters)"),
+        Key(name: "ClusterHeartbeatMs", option: "cluster-heartbeat-ms", defaultText: "500 (LAN profile: 200)",
+            help: "how often each node sends its state to every peer, ms"),
+        Key(name: "ClusterElectionTimeoutMs", option: "cluster-election-timeout-ms", defaultText: "5000 (LAN profile: 1500)",
+            help: "a leader not heard for this long (randomised up to twice it) is replaced, ms"),
+        Key(name: "ClusterRole", option: "cluster-role", defaultText: "voter",
+            help: "voter, or witness (votes only: never leads, holds no data)"),
         Key(name: "Streaming__TokenExpirySeconds", option: "token-expiry-seconds", defaultText: "30", help: "SDK token validity window, seconds"),
         Key(name: "LogLevel", option: "log-level", defaultText: "info", help: "trace, debug, info, notice, warning, error"),
     ]
@@ -190,17 +198,15 @@ public struct AgentConfiguration: Sendable, Equatable {
             problems.append(Problem(key: "InsightsMode", message: "local keeps insights in featbit.db; DbPath must not be none"))
         }
 
-        if value("Peers") != nil || value("ClusterAddress") != nil {
-            problems.append(Problem(key: value("Peers") != nil ? "Peers" : "ClusterAddress",
-                                    message: "clustering is not available in this version; remove it to run a single node"))
-        }
+        let nodeId = value("NodeId") ?? hostname
+        let cluster = ClusterConfiguration.resolve(nodeId: nodeId, value: value, dbPath: dbPath, problems: &problems)
 
         let configuration = AgentConfiguration(
             mode: mode, apiKey: apiKey, agentId: value("AgentId") ?? hostname, streamingUri: streamingUri,
             forwardEvents: forwardEvents, eventUri: eventUri, insightsMode: insightsMode,
             insightsAllowProperties: allow, port: port, bindAddress: value("BindAddress") ?? "0.0.0.0",
-            dbPath: dbPath, dataFile: value("DataFile"), nodeId: value("NodeId") ?? hostname,
-            tokenExpirySeconds: tokenExpiry, logLevel: logLevel
+            dbPath: dbPath, dataFile: value("DataFile"), nodeId: nodeId,
+            tokenExpirySeconds: tokenExpiry, logLevel: logLevel, cluster: cluster
         )
         return problems.isEmpty ? .success(configuration) : .failure(Problems(list: problems))
     }

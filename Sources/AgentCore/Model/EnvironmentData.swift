@@ -18,8 +18,11 @@ public struct EnvironmentData: Sendable {
 /// A change to the data set, whatever its source (upstream, bootstrap API, DataFile, replication).
 /// The store never knows where a change came from.
 public enum Change: Sendable {
-    /// A whole data set that replaces everything held (`rp_full`, bootstrap, DataFile, snapshot).
+    /// A whole data set that replaces everything held (`rp_full`, bootstrap, DataFile).
     case replace([EnvironmentData])
+    /// A mesh snapshot from the leader: replaces everything held (deletions and secret changes propagate), except
+    /// that an item this node holds in a newer version is kept (last writer wins per item).
+    case replicatedReplace([EnvironmentData])
     /// Items upserted by `(id, envId)` with the timestamp rule (`rp_patch`, pushed `patch`, replication patch).
     case upsert([EnvironmentData])
 }

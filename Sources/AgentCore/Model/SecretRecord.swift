@@ -19,7 +19,7 @@ public struct SecretRecord: Sendable, Hashable, Codable {
         self.value = value
     }
 
-    var json: JSONValue {
+    public var json: JSONValue {
         .object([
             "type": .string(type.rawValue), "projectKey": .string(projectKey), "envId": .string(envId),
             "envKey": .string(envKey), "value": .string(value),

@@ -51,6 +51,9 @@ public final class AgentStatusBoard: Sendable {
         public var dataMayBeStale: Bool = false
         /// Problems by area (e.g. `"db"`), shown in status.
         public var problems: [String: String] = [:]
+        /// In a mesh, the node's own verdict (leader: upstream stable; follower: caught up with a leader); it replaces
+        /// the single-node rule while a data set is held.
+        public var meshReadiness: Readiness?
     }
 
     private let state: Mutex<Values>
@@ -69,6 +72,7 @@ public final class AgentStatusBoard: Sendable {
 
     public func readiness(hasData: Bool) -> Readiness {
         let v = values
+        if hasData, let mesh = v.meshReadiness { return mesh }
         return Readiness.evaluate(mode: mode, hasData: hasData, syncState: v.syncState, dataMayBeStale: v.dataMayBeStale)
     }
 }

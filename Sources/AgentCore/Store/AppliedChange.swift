@@ -31,5 +31,16 @@ public struct AppliedChange: Sendable {
 /// Makes applied changes durable before anyone sees them (implemented by the Persistence module).
 /// It reports its own failures (log line, status, metric); the store keeps serving from memory regardless.
 public protocol ChangeJournal: Sendable {
-    func persist(_ change: AppliedChange)
+    /// Writes the change and `metadata` in one transaction. Returns whether both are durable.
+    func persist(_ change: AppliedChange, metadata: [String: String?]) -> Bool
+    /// Writes only `metadata` (a change that altered no data still moves the mesh's replication position).
+    /// Returns whether it is durable.
+    func persistMetadata(_ metadata: [String: String?]) -> Bool
+}
+
+/// What `DataStore.apply` did: the applied change (`nil` when nothing changed) and whether the change and its
+/// metadata are durable (always `false` without a journal).
+public struct ApplyOutcome: Sendable {
+    public let change: AppliedChange?
+    public let durable: Bool
 }

@@ -49,13 +49,22 @@ public final class DataStore: Sendable {
     /// sequence number is used and nobody is notified.
     @discardableResult
     public func apply(_ change: Change) -> AppliedChange? {
+        apply(change, metadata: [:]).change
+    }
+
+    /// Applies a change and makes `metadata` durable in the same transaction — also when the change alters nothing
+    /// (a replicated patch of duplicates still moves the node's replication position).
+    public func apply(_ change: Change, metadata: [String: String?]) -> ApplyOutcome {
         writer.withLock { state in
             let before = current.withLock { $0 }
-            guard let applied = Self.merge(change, into: before) else { return nil }
-            journal?.persist(applied)
+            guard let applied = Self.merge(change, into: before) else {
+                let durable = metadata.isEmpty ? journal != nil : journal?.persistMetadata(metadata) ?? false
+                return ApplyOutcome(change: nil, durable: durable)
+            }
+            let durable = journal?.persist(applied, metadata: metadata) ?? false
             current.withLock { $0 = applied.snapshot }
             for subscriber in state.subscribers.values { subscriber(applied) }
-            return applied
+            return ApplyOutcome(change: applied, durable: durable)
         }
     }
 
@@ -64,9 +73,20 @@ public final class DataStore: Sendable {
     /// writer thread instead of a Swift concurrency pool thread — there is one per core, serving every HTTP request.
     @discardableResult
     public func applyOnWriterThread(_ change: Change) async -> AppliedChange? {
+        await applyOnWriterThread(change, metadata: [:]).change
+    }
+
+    /// `apply(_:metadata:)` on the writer thread. Calls made in order from one thread are applied in that order.
+    public func applyOnWriterThread(_ change: Change, metadata: [String: String?]) async -> ApplyOutcome {
         await withCheckedContinuation { continuation in
-            writerQueue.async { continuation.resume(returning: self.apply(change)) }
+            writerQueue.async { continuation.resume(returning: self.apply(change, metadata: metadata)) }
         }
+    }
+
+    /// Enqueues `apply(_:metadata:)` on the writer thread now (so calls keep their order) and calls `completion` there.
+    public func enqueueApply(_ change: Change, metadata: [String: String?],
+                             completion: @escaping @Sendable (ApplyOutcome) -> Void) {
+        writerQueue.async { completion(self.apply(change, metadata: metadata)) }
     }
 
     /// Pure merge: the applied change, or `nil` if the change alters nothing.
@@ -74,12 +94,17 @@ public final class DataStore: Sendable {
         switch change {
         case .replace(let environments):
             return replace(with: environments, before: before)
+        case .replicatedReplace(let environments):
+            return replace(with: environments, before: before, keepingNewer: true)
         case .upsert(let environments):
             return upsert(environments, before: before)
         }
     }
 
-    private static func replace(with environments: [EnvironmentData], before: DataSnapshot) -> AppliedChange? {
+    /// - Parameter keepingNewer: a replicated snapshot never moves an item back: where the node holds a newer version
+    ///   of an item than the snapshot, it keeps its own (an upstream `rp_full` replaces as is).
+    private static func replace(with environments: [EnvironmentData], before: DataSnapshot,
+                                keepingNewer: Bool = false) -> AppliedChange? {
         // Entities are indexed by their own envId (spec §3.5); secrets by the item they came with.
         var secrets: [String: [SecretRecord]] = [:]
         var flags: [String: [String: DataItem]] = [:]
@@ -90,6 +115,20 @@ public final class DataStore: Sendable {
             if let s = env.secrets { secrets[env.envId, default: []].append(contentsOf: s) }
             for item in env.flags { keepNewest(item, in: &flags[item.envId, default: [:]]); envIds.insert(item.envId) }
             for item in env.segments { keepNewest(item, in: &segments[item.envId, default: [:]]); envIds.insert(item.envId) }
+        }
+        if keepingNewer {
+            for (envId, items) in flags {
+                for (id, item) in items {
+                    if let held = before.environments[envId]?.flags[id], held.updatedAt > item.updatedAt { flags[envId]?[id] = held }
+                }
+            }
+            for (envId, items) in segments {
+                for (id, item) in items {
+                    if let held = before.environments[envId]?.segments[id], held.updatedAt > item.updatedAt {
+                        segments[envId]?[id] = held
+                    }
+                }
+            }
         }
         var newEnvironments: [String: EnvironmentSnapshot] = [:]
         var deltas: [EnvironmentDelta] = []

@@ -14,6 +14,10 @@ public struct AgentRoutes: Sendable {
         public var nodeId: String = ProcessInfo.processInfo.hostName
         /// Largest accepted request body (bootstrap data sets can be large).
         public var maxBodyBytes: Int = 64 * 1024 * 1024
+        /// In a mesh: the `cluster` section of status.
+        public var clusterStatus: (@Sendable () -> JSONValue)?
+        /// In a mesh: applies a bootstrap body on the leader (this node or forwarded) and answers `(status, body)`.
+        public var bootstrap: (@Sendable ([UInt8]) async -> (status: Int, body: [UInt8]))?
         public init(apiKey: String?) { self.apiKey = apiKey }
     }
 
@@ -140,9 +144,9 @@ public struct AgentRoutes: Sendable {
             "readiness": .string(status.readiness(hasData: snapshot.isInitialised).rawValue),
             "sequence": .integer(Int64(snapshot.sequence)),
             "connections": .object(["server": .integer(Int64(counts.server)), "client": .integer(Int64(counts.client))]),
-            "cluster": .object([
+            "cluster": settings.clusterStatus?() ?? .object([
                 "nodeId": .string(settings.nodeId), "role": .string("standalone"), "term": .integer(0),
-                "leaderId": .null, "peers": .array([]),
+                "leaderId": .string(settings.nodeId), "peers": .array([]),
             ]),
         ]
         if !values.problems.isEmpty {
@@ -164,24 +168,51 @@ public struct AgentRoutes: Sendable {
         } catch {
             return Response.error("request body is larger than \(settings.maxBodyBytes) bytes", status: .contentTooLarge)
         }
+        let bytes = Array(body.readableBytesView)
+        let answer: (status: Int, body: [UInt8])
+        if let bootstrap = settings.bootstrap {
+            answer = await bootstrap(bytes)
+        } else {
+            let store = self.store
+            answer = await Self.applyBootstrap(bytes, store: store, logger: logger) { change in
+                .applied(await store.applyOnWriterThread(change))
+            } ?? (503, [])
+        }
+        return Response(status: .init(code: answer.status), headers: [.contentType: "application/json; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+    }
+
+    /// What applying a bootstrap's change did.
+    public enum BootstrapApplied: Sendable {
+        case applied(AppliedChange?)
+        /// Not applied here (in a mesh: this node does not lead).
+        case notApplied
+    }
+
+    /// Validates a bootstrap body and applies it: `(400, error)` for a bad body, `(200, {serves, dataVersion})` once
+    /// applied, `nil` when `apply` did not apply it.
+    public static func applyBootstrap(_ body: [UInt8], store: DataStore, logger: Logger,
+                                      apply: (Change) async -> BootstrapApplied) async -> (status: Int, body: [UInt8])? {
         let environments: [EnvironmentData]
         do {
-            let json = try JSONValue.parse(body.readableBytesView)
+            let json = try JSONValue.parse(body)
             environments = try DataSetParser.parseBootstrap(json)
         } catch let error as JSONValue.ParseError {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
-            return Response.error(error.description, status: .badRequest)
+            return (400, JSONWriter.bytes(.object(["error": .string(error.description)])))
         } catch let error as DataSetError {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
-            return Response.error(error.description, status: .badRequest)
+            return (400, JSONWriter.bytes(.object(["error": .string(error.description)])))
+        } catch {
+            return (400, JSONWriter.bytes(.object(["error": .string("\(error)")])))
         }
-        let applied = await store.applyOnWriterThread(.replace(environments))
+        guard case .applied(let applied) = await apply(.replace(environments)) else { return nil }
         let snapshot = store.snapshot
         logger.info("bootstrap applied", metadata: [
             "event": "bootstrap-applied", "environments": "\(environments.count)",
             "changed": "\(applied != nil)", "dataVersion": "\(snapshot.version)", "sequence": "\(snapshot.sequence)",
         ])
-        return Response.json(JSONWriter.bytes(.object([
+        return (200, JSONWriter.bytes(.object([
             "serves": .string(snapshot.serves), "dataVersion": .integer(snapshot.version),
         ])))
     }

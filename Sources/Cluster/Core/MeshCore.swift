@@ -303,7 +303,8 @@ public struct MeshCore: Sendable {
         if !request.transfer, hearsLeader(now: now), leaderId != peer {
             return [reply(false, "a leader is heard")]
         }
-        if leaving { return [reply(false, "leaving")] }
+        // A leaving node still helps the node it hands over to (its vote may be the one that makes the quorum).
+        if leaving, !request.transfer { return [reply(false, "leaving")] }
         guard storageHealthy else { return [reply(false, "cannot make a vote durable")] }
         if !isPreVote, amnesiaHoldsVotes(now: now) || request.term <= voteFloor {
             return [reply(false, "restarted without its vote record")]

@@ -1,6 +1,6 @@
 import AgentCore
 import AgentServer
-import ArgumentParser
+import Cluster
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -10,22 +10,31 @@ import NIOPosix
 import Persistence
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 import Upstream
 
-/// Wires the modules together for one configuration and runs them as services until SIGTERM/SIGINT.
-struct AgentRuntime {
-    let configuration: AgentConfiguration
+/// Wires the modules together for one configuration and runs them as services until SIGTERM/SIGINT: a single node,
+/// or a node of a mesh (then only the leader syncs with the FeatBit server, and followers get every change from it).
+public struct AgentRuntime: Sendable {
+    /// A configuration problem found while starting (exit code 2).
+    public struct ConfigurationError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let configuration: AgentConfiguration
     let logger: Logger
-    let store: DataStore
-    let status: AgentStatusBoard
+    public let store: DataStore
+    public let status: AgentStatusBoard
     let hub: StreamingHub
     let routes: AgentRoutes
     let services: [ServiceGroupConfiguration.ServiceConfiguration]
     let startupNotes: [String]
+    /// The mesh node, in a mesh.
+    public let mesh: MeshNode?
 
     let database: FeatBitDatabase?
 
-    init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
+    public init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         let status = AgentStatusBoard(mode: configuration.mode)
@@ -68,10 +77,35 @@ struct AgentRuntime {
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
         routeSettings.nodeId = configuration.nodeId
+
+        var mesh: MeshNode?
+        if let cluster = configuration.cluster {
+            let node = try Self.makeMeshNode(cluster, configuration: configuration, store: store, status: status,
+                                             database: database, logger: logger, notes: &notes)
+            mesh = node
+            routeSettings.clusterStatus = { node.currentStatus.json }
+            routeSettings.bootstrap = { body in await Self.meshBootstrap(body, mesh: node, store: store, logger: logger) }
+            node.setBootstrapHandler { body in
+                await AgentRoutes.applyBootstrap(body, store: store, logger: logger) { change in
+                    switch await node.applyLocal(change) {
+                    case .applied(let outcome): return .applied(outcome.change)
+                    case .notLeader: return .notApplied
+                    }
+                } ?? (503, Array(#"{"error":"this node no longer leads the mesh; retry"}"#.utf8))
+            }
+            if let database {
+                // featbit.db recovering from a write failure rewrote everything: the mesh may acknowledge again.
+                database.setHealthHandler { health in
+                    if case .healthy = health { node.storageHealthChanged(healthy: true) } else { node.storageHealthChanged(healthy: false) }
+                }
+            }
+        }
+        self.mesh = mesh
         self.routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: insights, metrics: metrics,
                                   logger: logger)
 
-        if configuration.mode == .auto, let streamingUri = configuration.streamingUri, let apiKey = configuration.apiKey {
+        if configuration.mode == .auto, configuration.cluster == nil, let streamingUri = configuration.streamingUri,
+           let apiKey = configuration.apiKey {
             let registrar = AgentRegistrar(
                 settings: .init(streamingUri: streamingUri, apiKey: apiKey, agentId: configuration.agentId),
                 status: status, logger: logger)
@@ -89,17 +123,33 @@ struct AgentRuntime {
         if configuration.mode == .offline {
             if let path = configuration.dataFile {
                 let fingerprint = DataFileSource.fingerprint(path: path)
+                let environments: [EnvironmentData]
                 do {
-                    store.apply(.replace(try DataFileSource.load(path: path)))
+                    environments = try DataFileSource.load(path: path)
                 } catch {
-                    FileHandle.standardError.write(Data("configuration error: DataFile: \(error)\n".utf8))
-                    throw ExitCode(2)
+                    throw ConfigurationError(description: "DataFile: \(error)")
                 }
-                services.append(.init(service: DataFileSource(path: path, store: store, logger: logger,
-                                                              loadedFingerprint: fingerprint)))
+                // In a mesh the file is this node's data until a leader replicates; only the leader's edits spread.
+                if mesh == nil || !store.snapshot.isInitialised { store.apply(.replace(environments)) }
+                let apply: DataFileSource.Apply
+                if let mesh {
+                    apply = { change in
+                        switch await mesh.applyLocal(change) {
+                        case .applied(let outcome): return .applied(outcome.change)
+                        case .notLeader: return .notLeader
+                        }
+                    }
+                } else {
+                    apply = { change in .applied(await store.applyOnWriterThread(change)) }
+                }
+                services.append(.init(service: DataFileSource(path: path, apply: apply, logger: logger,
+                                                              loadedFingerprint: fingerprint,
+                                                              initial: mesh == nil ? nil : environments)))
                 notes.append("serving the data set in \(path) (watched for changes)")
             } else if store.snapshot.isInitialised {
                 notes.append("no DataFile: serving the data set stored in \(configuration.dbPath ?? "featbit.db")")
+            } else if mesh != nil {
+                notes.append("no DataFile and no data yet: waiting for the mesh leader's data set")
             } else {
                 let demo = try DataSetParser.parseBootstrap(try JSONValue.parse(DemoDataSet.json))
                 store.apply(.replace(demo))
@@ -108,8 +158,82 @@ struct AgentRuntime {
                 notes.append("client SDK secret: \(DemoDataSet.clientSecret)")
             }
         }
+        if let mesh {
+            services.append(.init(service: MeshService(node: mesh, store: store)))
+        }
         self.services = services
         self.startupNotes = notes
+    }
+
+    /// The mesh node for `cluster`, with the leader's upstream duty in auto mode.
+    static func makeMeshNode(_ cluster: ClusterConfiguration, configuration: AgentConfiguration, store: DataStore,
+                             status: AgentStatusBoard, database: FeatBitDatabase?, logger: Logger,
+                             notes: inout [String]) throws -> MeshNode {
+        guard let dbPath = configuration.dbPath else {
+            throw ConfigurationError(description: "DbPath: must not be none in a mesh")
+        }
+        let upstreamDuty = configuration.mode == .auto
+        var meshSettings = MeshSettings(nodeId: cluster.nodeId, peers: cluster.peers.map(\.nodeId),
+                                        isWitness: cluster.isWitness, heartbeatMs: UInt64(cluster.heartbeatMs),
+                                        electionTimeoutMs: UInt64(cluster.electionTimeoutMs), upstreamDuty: upstreamDuty)
+        meshSettings.catchupRetryMs = max(500, UInt64(cluster.electionTimeoutMs) / 2)
+        var transport = PeerTransport.Settings(
+            nodeId: cluster.nodeId, clusterId: "featbit-agent", secret: Array(cluster.secret.utf8),
+            listenHost: cluster.listenHost, listenPort: cluster.listenPort,
+            peers: Dictionary(uniqueKeysWithValues: cluster.peers.map { ($0.nodeId, PeerAddress(host: $0.host, port: $0.port)) }),
+            voters: meshSettings.voters, incarnation: UInt64.random(in: 1...UInt64.max))
+        transport.redialBackoffMax = .milliseconds(Int64(max(200, cluster.electionTimeoutMs / 2)))
+        transport.userTimeout = .milliseconds(Int64(cluster.electionTimeoutMs))
+        let settings = MeshNode.Settings(
+            mesh: meshSettings, transport: transport,
+            peerAddresses: Dictionary(uniqueKeysWithValues: cluster.peers.map { ($0.nodeId, $0.address) }),
+            voteRecordPath: MeshVoteRecord.path(forDatabase: dbPath))
+        let applied = MeshData.position(database?.metadata(MeshData.appliedKey)) ?? .zero
+        let fullEpoch = MeshData.position(database?.metadata(MeshData.fullEpochKey)) ?? .zero
+
+        var duty: MeshNode.UpstreamDuty?
+        let nodeBox = NodeBox()
+        if upstreamDuty, let streamingUri = configuration.streamingUri, let apiKey = configuration.apiKey {
+            let registrar = AgentRegistrar(
+                settings: .init(streamingUri: streamingUri, apiKey: apiKey, agentId: configuration.agentId),
+                status: status, logger: logger)
+            let client = UpstreamClient(
+                settings: .init(streamingUri: streamingUri, apiKey: apiKey), store: store, status: status, logger: logger,
+                agentId: { registrar.agentId },
+                apply: { change in
+                    guard let node = nodeBox.node else { return nil }
+                    switch await node.applyLocal(change) {
+                    case .applied(let outcome): return outcome.change
+                    case .notLeader: return nil
+                    }
+                },
+                onStateChange: { state in nodeBox.node?.upstreamStateChanged(state) })
+            duty = LeaderUpstream(client: client, registrar: registrar, streamingUri: streamingUri, logger: logger).duty
+            notes.append("mesh: only the leader syncs from \(streamingUri) (as agent \(configuration.agentId))")
+        }
+        let node = MeshNode(settings: settings, store: store, applied: applied, fullEpoch: fullEpoch, status: status,
+                            upstream: duty, logger: logger)
+        nodeBox.node = node
+        notes.append("mesh node \(cluster.nodeId) (\(cluster.isWitness ? "witness" : "voter")) on \(cluster.listenHost):\(cluster.listenPort) "
+                     + "with peers \(cluster.peers.map { "\($0.nodeId)@\($0.address)" }.joined(separator: ", ")); "
+                     + "heartbeat \(cluster.heartbeatMs) ms, election timeout \(cluster.electionTimeoutMs) ms")
+        return node
+    }
+
+    /// A bootstrap posted to this node: validated here, applied on the leader (this node, or forwarded to it).
+    static func meshBootstrap(_ body: [UInt8], mesh: MeshNode, store: DataStore, logger: Logger) async -> (status: Int, body: [UInt8]) {
+        let local = await AgentRoutes.applyBootstrap(body, store: store, logger: logger) { change in
+            switch await mesh.applyLocal(change) {
+            case .applied(let outcome): return .applied(outcome.change)
+            case .notLeader: return .notApplied
+            }
+        }
+        if let local { return local }
+        if let answer = await mesh.forwardBootstrap(body) {
+            logger.info("bootstrap forwarded to the leader", metadata: ["event": "bootstrap-forwarded", "status": "\(answer.status)"])
+            return answer
+        }
+        return (503, Array(#"{"error":"no mesh leader is reachable; the bootstrap was not applied, retry later"}"#.utf8))
     }
 
     /// The insights path for the configuration (data protection: forward, anonymize, local or drop).
@@ -171,7 +295,7 @@ struct AgentRuntime {
         }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let hub = self.hub
         let configuration = self.configuration
         let notes = startupNotes
@@ -205,6 +329,7 @@ struct AgentRuntime {
             logger.warning("SDK sockets still open at exit", metadata: ["event": "shutdown-drain", "open": "\(stillOpen)"])
         }
         hub.stop()
+        await mesh?.stop()
         database?.close()
         logger.info("agent stopped", metadata: ["event": "stopped"])
         try result.get()
@@ -219,5 +344,26 @@ struct DatabaseRetryService: Service {
         await cancelWhenGracefulShutdown {
             await database.runRetryLoop(interval: .seconds(10))
         }
+    }
+}
+
+/// Runs the mesh node as a service: starts it, and on SIGTERM leaves the mesh (a leader hands over first).
+struct MeshService: Service {
+    let node: MeshNode
+    let store: DataStore
+
+    func run() async throws {
+        try await node.start()
+        try? await gracefulShutdown()
+        await node.leave()
+    }
+}
+
+/// Lets the upstream client's callbacks reach the node created after it.
+final class NodeBox: Sendable {
+    private let value = Mutex<MeshNode?>(nil)
+    var node: MeshNode? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }

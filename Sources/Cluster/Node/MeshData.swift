@@ -1,0 +1,113 @@
+import AgentCore
+import Crypto
+
+/// How the mesh reads and writes the store's data: summaries for `STATE`, payloads for `PATCH`/`SNAPSHOT`, and the
+/// changes a follower applies from them.
+public enum MeshData {
+    /// featbit.db metadata keys of the replication position (written in the same transaction as the data).
+    public static let appliedKey = "mesh.applied"
+    public static let fullEpochKey = "mesh.fullEpoch"
+
+    public static func metadata(applied: MeshPosition, fullEpoch: MeshPosition?) -> [String: String?] {
+        var entries: [String: String?] = [appliedKey: applied.description]
+        if let fullEpoch { entries[fullEpochKey] = fullEpoch.description }
+        return entries
+    }
+
+    /// Parses "term.seq".
+    public static func position(_ text: String?) -> MeshPosition? {
+        guard let text else { return nil }
+        let parts = text.split(separator: ".")
+        guard parts.count == 2, let term = UInt64(parts[0]), let seq = UInt64(parts[1]) else { return nil }
+        return MeshPosition(term: term, seq: seq)
+    }
+
+    /// Version and digest of what a snapshot holds: SHA-256 (first 8 bytes, hex) over every environment's id, its
+    /// secrets, and its flags' and segments' `(id, updatedAt)` in the snapshot's stable order.
+    public static func summary(_ snapshot: DataSnapshot) -> DataSummary {
+        var hasher = SHA256()
+        for envId in snapshot.sortedEnvIds {
+            guard let env = snapshot.environments[envId] else { continue }
+            hasher.update(data: Array("env \(envId)\n".utf8))
+            for secret in env.secrets.sorted(by: { $0.value < $1.value }) {
+                hasher.update(data: Array("s \(secret.type.rawValue) \(secret.value)\n".utf8))
+            }
+            for item in env.sortedFlags { hasher.update(data: Array("f \(item.id) \(item.updatedAt)\n".utf8)) }
+            for item in env.sortedSegments { hasher.update(data: Array("g \(item.id) \(item.updatedAt)\n".utf8)) }
+        }
+        let digest = hasher.finalize().prefix(8).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+        return DataSummary(dataVersion: snapshot.version, digest: digest, hasData: snapshot.isInitialised)
+    }
+
+    /// Each environment's version, as a catch-up request carries them.
+    public static func versions(_ snapshot: DataSnapshot) -> [EnvironmentVersion] {
+        snapshot.sortedEnvIds.map { EnvironmentVersion(envId: $0, timestamp: snapshot.environments[$0]?.version ?? 0) }
+    }
+
+    /// A snapshot's payload: every environment, its secrets, flags and segments (`rp_full` shape).
+    public static func snapshotPayload(_ snapshot: DataSnapshot) -> [UInt8] {
+        items(snapshot.sortedEnvIds.compactMap { envId in
+            snapshot.environments[envId].map { ($0.envId, $0.secrets, $0.sortedFlags, $0.sortedSegments) }
+        }, eventType: "rp_full")
+    }
+
+    /// The items one applied change changed (`rp_patch` shape; items in ascending `updatedAt` per environment).
+    public static func patchPayload(_ change: AppliedChange) -> [UInt8] {
+        items(change.deltas.map { ($0.envId, [], $0.flags, $0.segments) }, eventType: "rp_patch")
+    }
+
+    /// The items newer than a follower's per-environment versions (an environment it lacks: all of them).
+    public static func patchPayload(_ snapshot: DataSnapshot, since versions: [EnvironmentVersion]) -> [UInt8] {
+        let known = Dictionary(versions.map { ($0.envId, $0.timestamp) }, uniquingKeysWith: max)
+        return items(snapshot.sortedEnvIds.compactMap { envId -> (String, [SecretRecord], [DataItem], [DataItem])? in
+            guard let env = snapshot.environments[envId] else { return nil }
+            let newer = env.items(after: known[envId] ?? 0)
+            guard !newer.flags.isEmpty || !newer.segments.isEmpty else { return nil }
+            return (envId, [], newer.flags, newer.segments)
+        }, eventType: "rp_patch")
+    }
+
+    public enum PayloadError: Error, CustomStringConvertible {
+        case invalid(String)
+        public var description: String { if case .invalid(let s) = self { return s }; return "" }
+    }
+
+    /// The change a follower applies for a replicated message.
+    public static func change(from payload: [UInt8], isSnapshot: Bool) throws(PayloadError) -> Change {
+        do {
+            let json = try JSONValue.parse(payload)
+            guard let items = json["items"] else { throw PayloadError.invalid("replication payload without \"items\"") }
+            if isSnapshot {
+                return .replicatedReplace(try DataSetParser.parseItems(items, from: .fullSync))
+            }
+            return .upsert(try DataSetParser.parseItems(items, from: .patch))
+        } catch let error as PayloadError {
+            throw error
+        } catch {
+            throw .invalid("\(error)")
+        }
+    }
+
+    private static func items(_ environments: [(String, [SecretRecord], [DataItem], [DataItem])], eventType: String) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"eventType":""#.utf8)
+        out.append(contentsOf: eventType.utf8)
+        out.append(contentsOf: #"","items":["#.utf8)
+        for (index, env) in environments.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"envId":"#.utf8)
+            JSONWriter.writeString(env.0, into: &out)
+            out.append(contentsOf: #","secrets":"#.utf8)
+            JSONWriter.write(.array(env.1.map(\.json)), into: &out)
+            out.append(contentsOf: #","featureFlags":"#.utf8)
+            SDKPayload.writeItems(env.2, into: &out)
+            out.append(contentsOf: #","segments":"#.utf8)
+            SDKPayload.writeItems(env.3, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "]}".utf8)
+        return out
+    }
+}
