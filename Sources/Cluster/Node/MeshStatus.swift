@@ -38,9 +38,10 @@ public struct MeshStatus: Sendable, Equatable {
             if let reference, let applied {
                 lag = applied.term == reference.term ? reference.seq &- min(reference.seq, applied.seq) : nil
             }
-            return Peer(nodeId: id, address: addresses[id] ?? "",
-                        reachable: core.isReachable(id, now: now) || (reachability[id] ?? false),
-                        dataVersion: state?.data.dataVersion, role: state?.role.statusName, term: state?.term,
+            let reachable = core.isReachable(id, now: now) || (reachability[id] ?? false)
+            // An unreachable peer's role is unknown: its last word ("leader") would only mislead.
+            return Peer(nodeId: id, address: addresses[id] ?? "", reachable: reachable,
+                        dataVersion: state?.data.dataVersion, role: reachable ? state?.role.statusName : nil, term: state?.term,
                         applied: applied, lag: lag, samePeerList: state.map { $0.voters == core.settings.voters })
         }
         return MeshStatus(nodeId: core.settings.nodeId, role: core.role.statusName, term: core.term,

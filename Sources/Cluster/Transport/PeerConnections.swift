@@ -29,6 +29,9 @@ final class PeerConnections {
     private var nextAttempt: UInt64 = 0
     /// Inbound connections still in their handshake.
     private var handshakingInbound = 0
+    /// When a refusal was last logged at warning level, per peer (or remote address) and reason: a peer that keeps
+    /// redialling with a wrong secret is logged once a minute, the repeats at debug level.
+    private var lastRefusalWarning: [String: NIODeadline] = [:]
     private var links: [NodeID: PeerLink]
 
     private struct PeerLink {
@@ -229,7 +232,17 @@ final class PeerConnections {
         metrics.handshakeFailures.increment()
         guard !stopping else { return }
         let peer = handler.dial?.peer ?? claimedPeer
-        logger.warning("mesh handshake refused", metadata: [
+        let key = "\(peer ?? handler.remote)|\(handler.direction.rawValue)|\(reason)"
+        let now = NIODeadline.now()
+        let level: Logger.Level
+        if let last = lastRefusalWarning[key], now - last < .seconds(60) {
+            level = .debug
+        } else {
+            level = .warning
+            if lastRefusalWarning.count > 1_000 { lastRefusalWarning.removeAll() }
+            lastRefusalWarning[key] = now
+        }
+        logger.log(level: level, "mesh handshake refused", metadata: [
             "event": "mesh-handshake-refused", "reason": "\(reason)", "peer": "\(peer ?? "?")",
             "direction": "\(handler.direction.rawValue)", "kind": "\(handler.kind.rawValue)", "remote": "\(handler.remote)",
         ])
