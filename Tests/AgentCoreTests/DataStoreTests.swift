@@ -162,6 +162,8 @@ import Testing
         let duplicate = store.apply(change, metadata: ["mesh.applied": "1.2"])
         #expect(duplicate.change == nil && duplicate.durable)
         #expect(journal.metadataWrites.map { $0["mesh.applied"] ?? nil } == ["1.1", "1.2"])
+        let skipped = store.apply(change, metadata: ["mesh.applied": "1.9"], evenIfUnchanged: false)
+        #expect(skipped.change == nil && journal.metadataWrites.count == 2, "a duplicate of a local source writes nothing")
         journal.writable = false
         let failed = store.apply(.upsert([Fixtures.environment(flags: [Fixtures.flag("f1", updatedAt: 2000)], secrets: nil)]),
                                  metadata: ["mesh.applied": "1.3"])

@@ -220,9 +220,10 @@ import Testing
             let snapshot = MeshMessage.snapshot(ReplicationMessage(position: MeshPosition(term: 1, seq: 1), prevSeq: 0,
                                                                    fullEpoch: .zero, catchup: true, payload: [1, 2, 3]))
             #expect(a.transport.send(snapshot, to: "b"))
+            // The snapshot arriving proves the bulk connection was up (snapshots travel on nothing else); whether it
+            // is still up when we look depends on how long the machine took, so only its closing is checked.
             #expect(await TransportTesting.wait { b.events.messages.count == 1 })
-            #expect(a.transport.reachability["b"]?.bulk == true)
-            #expect(await TransportTesting.wait { a.transport.reachability["b"]?.bulk == false })
+            #expect(await TransportTesting.wait(timeout: .seconds(15)) { a.transport.reachability["b"]?.bulk == false })
             // The control connections are untouched and nothing was reported for the bulk one.
             #expect(Self.fullyConnected(nodes))
             #expect(b.events.disconnected("a", .inbound) == 0)

@@ -52,13 +52,15 @@ public final class DataStore: Sendable {
         apply(change, metadata: [:]).change
     }
 
-    /// Applies a change and makes `metadata` durable in the same transaction — also when the change alters nothing
-    /// (a replicated patch of duplicates still moves the node's replication position).
-    public func apply(_ change: Change, metadata: [String: String?]) -> ApplyOutcome {
+    /// Applies a change and makes `metadata` durable in the same transaction. With `evenIfUnchanged`, the metadata is
+    /// written also when the change alters nothing (a replicated patch of duplicates still moves the node's
+    /// replication position); without it, a change that alters nothing writes nothing (a duplicate upstream push).
+    public func apply(_ change: Change, metadata: [String: String?], evenIfUnchanged: Bool = true) -> ApplyOutcome {
         writer.withLock { state in
             let before = current.withLock { $0 }
             guard let applied = Self.merge(change, into: before) else {
-                let durable = metadata.isEmpty ? journal != nil : journal?.persistMetadata(metadata) ?? false
+                let write = evenIfUnchanged && !metadata.isEmpty
+                let durable = !write ? journal != nil : journal?.persistMetadata(metadata) ?? false
                 return ApplyOutcome(change: nil, durable: durable)
             }
             let durable = journal?.persist(applied, metadata: metadata) ?? false
@@ -77,9 +79,12 @@ public final class DataStore: Sendable {
     }
 
     /// `apply(_:metadata:)` on the writer thread. Calls made in order from one thread are applied in that order.
-    public func applyOnWriterThread(_ change: Change, metadata: [String: String?]) async -> ApplyOutcome {
+    public func applyOnWriterThread(_ change: Change, metadata: [String: String?],
+                                    evenIfUnchanged: Bool = true) async -> ApplyOutcome {
         await withCheckedContinuation { continuation in
-            writerQueue.async { continuation.resume(returning: self.apply(change, metadata: metadata)) }
+            writerQueue.async {
+                continuation.resume(returning: self.apply(change, metadata: metadata, evenIfUnchanged: evenIfUnchanged))
+            }
         }
     }
 

@@ -246,7 +246,8 @@ public final class MeshNode: Sendable {
             }.get()) ?? (nil, nil)
             guard let position = begun.0 else { return .notLeader(leaderId: begun.1) }
             let metadata = MeshData.metadata(applied: position, fullEpoch: isFull ? position : nil)
-            let outcome = await self.store.applyOnWriterThread(change, metadata: metadata)
+            // A duplicate (FeatBit pushes each change once per server secret) uses no position and writes nothing.
+            let outcome = await self.store.applyOnWriterThread(change, metadata: metadata, evenIfUnchanged: false)
             let summary = MeshData.summary(self.store.snapshot)
             try? await self.loop.submit {
                 self.state.value.lastLocalChange = outcome.change
