@@ -6,6 +6,9 @@
 //   bench-client fanout HOST PORT SECRET N AGENT_PID METHOD URL AUTH CHANGE_BODY [FLOOR_CHANGE_BODY]
 //     N idle server SDKs on /streaming, the agent's RSS per socket, and the time from one change to each push
 //     (see Fanout.swift). FANOUT_CLIENT_THREADS (default 1) and FANOUT_CONNECT_CONCURRENCY (default 200).
+//   bench-client mesh-fanout HOST SECRET N ROUNDS METHOD URL AUTH CHANGE_BODY PORT [PORT…]
+//     N SDKs on each node of a mesh; the time from a change at the simulator to the last SDK on every node
+//     (see MeshFanout.swift).
 import AgentCore
 import AsyncHTTPClient
 import Foundation
@@ -78,7 +81,8 @@ do {
     switch arguments.first {
     case "insights": try await runInsights(Array(arguments.dropFirst()))
     case "fanout": try await runFanout(Array(arguments.dropFirst()))
-    default: throw BenchError("usage: bench-client insights|fanout ARGS… (see Sources/BenchClient/main.swift)")
+    case "mesh-fanout": try await runMeshFanout(Array(arguments.dropFirst()))
+    default: throw BenchError("usage: bench-client insights|fanout|mesh-fanout ARGS… (see Sources/BenchClient/main.swift)")
     }
 } catch {
     FileHandle.standardError.write(Data("bench-client: \(error)\n".utf8))
