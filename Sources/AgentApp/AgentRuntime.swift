@@ -353,7 +353,14 @@ struct MeshService: Service {
     let store: DataStore
 
     func run() async throws {
-        try await node.start()
+        do {
+            try await node.start()
+        } catch {
+            let listen = node.settings.transport
+            node.logger.critical("cannot listen for peers on ClusterAddress \(listen.listenHost):\(listen.listenPort): \(error)",
+                                 metadata: ["event": "mesh-listen-failed", "error": "\(error)"])
+            throw error
+        }
         try? await gracefulShutdown()
         await node.leave()
     }

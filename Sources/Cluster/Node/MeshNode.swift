@@ -78,7 +78,7 @@ public final class MeshNode: Sendable {
     public let settings: Settings
     let store: DataStore
     let status: AgentStatusBoard
-    let logger: Logger
+    public let logger: Logger
     let upstream: UpstreamDuty?
     let loopGroup: MultiThreadedEventLoopGroup
     let loop: any EventLoop
