@@ -391,9 +391,19 @@ def test_rolling_restart_under_a_stream_of_changes(make_mesh):
 # (i) ------------------------------------------------------------------------------------------------------------------
 
 def test_node_with_the_wrong_secret_never_joins(make_mesh):
-    m = make_mesh(3, secrets={"n3": "not-the-mesh-secret"})
+    # The mesh forms first (a brand-new node votes only once it has heard every peer), then n3 comes back with the
+    # wrong secret: n1 and n2 go on with their leader, and n3 never joins.
+    m = make_mesh(3)
+    m.wait_for_single_leader(FIRST_ELECTION_S)
     good = [m.node("n1"), m.node("n2")]
     bad = m.node("n3")
+    if m.single_leader() is bad:
+        bad.terminate()
+        lead = m.wait_for_single_leader(FIRST_ELECTION_S, nodes=good)
+    else:
+        bad.terminate()
+    bad.secret = "not-the-mesh-secret"
+    bad.restart()
     lead = m.wait_for_single_leader(FIRST_ELECTION_S, nodes=good)
     m.wait_relay(1, timeout=10)
     t_settled = mono()

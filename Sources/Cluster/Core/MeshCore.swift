@@ -79,10 +79,16 @@ public struct MeshCore: Sendable {
     private var transfer: (target: NodeID, deadline: UInt64, forLeave: Bool)?
     private var rng: MeshRandom
     /// Started without its vote record (a new node or a lost disk): it may have voted in some term before, so it
-    /// grants no vote until it has heard every peer, and then only in terms above every term it heard. A brand-new
-    /// mesh (every term heard is 0 after 2E) has no vote to forget.
-    private var amnesia: (startedAt: UInt64, heard: [NodeID: UInt64])?
-    private var voteFloor: UInt64 = 0
+    /// grants no vote and does not campaign until it has heard every peer; then it takes the highest term it heard,
+    /// refuses votes in it (one may have been given) and votes only in later terms. The terms heard so far.
+    /// (A brand-new mesh is no exception: a node that cannot hear a peer cannot know which terms that peer saw.)
+    private var amnesia: [NodeID: UInt64]?
+
+    /// Vote-record values that are not node ids (a node id cannot contain "@"). `amnesiacVote`: the node lost its
+    /// vote record and has not heard every peer yet; it is written with every term it adopts meanwhile, so a restart
+    /// finds it still amnesiac. `unknownVote`: a vote in this term may have been given before the record was lost.
+    public static let amnesiacVote = "@amnesiac"
+    public static let unknownVote = "@unknown"
 
     /// - Parameter votesRemembered: whether `durable.term`/`votedFor` came from this node's vote record; `false` for
     ///   a node whose record is missing.
@@ -104,28 +110,19 @@ public struct MeshCore: Sendable {
         self.electionDeadline = now
         // A node never campaigns during its first E after start: it may join an existing leader instead.
         self.electionDeadline = now + randomElectionWait()
-        if !votesRemembered, settings.voters.count > 1 { amnesia = (now, [:]) }
+        if (!votesRemembered || durable.votedFor == Self.amnesiacVote), settings.voters.count > 1 {
+            amnesia = [:]
+            votedFor = Self.amnesiacVote
+        }
     }
 
-    /// Whether the amnesia rule still holds this node's votes back; clears it once it can.
-    private mutating func amnesiaHoldsVotes(now: UInt64) -> Bool {
-        guard let (startedAt, heard) = amnesia else { return false }
-        let highest = heard.values.max() ?? 0
-        if heard.count == settings.peers.count {
-            voteFloor = max(voteFloor, highest)
-            // Votes in the floor term stay refused (one may have been given); campaigns start above it.
-            if term < voteFloor {
-                term = voteFloor
-                votedFor = nil
-            }
-            amnesia = nil
-            return false
-        }
-        if now &- startedAt >= 2 * settings.electionTimeoutMs, highest == 0, !heard.isEmpty, term == 0 {
-            amnesia = nil
-            return false
-        }
-        return true
+    /// Ends amnesia once every peer was heard: the highest term heard becomes this node's, with its vote unknown.
+    private mutating func clearAmnesiaIfPossible() -> [MeshAction] {
+        guard let heard = amnesia, heard.count == settings.peers.count else { return [] }
+        term = max(term, heard.values.max() ?? 0)
+        votedFor = Self.unknownVote
+        amnesia = nil
+        return [.persistTermVote(term: term, votedFor: Self.unknownVote)]
     }
 
     // MARK: - Queries
@@ -181,7 +178,7 @@ public struct MeshCore: Sendable {
             if role == .leader { actions += driveTransfer(now: now) }
         case .follower, .preCandidate, .candidate, .witness:
             if now >= nextHeartbeat { actions += broadcastState(now: now) }
-            _ = amnesiaHoldsVotes(now: now)
+            actions += clearAmnesiaIfPossible()
             if now >= electionDeadline, canCampaign {
                 actions += startPreVote(now: now)
             } else if now >= electionDeadline {
@@ -243,8 +240,9 @@ public struct MeshCore: Sendable {
     private mutating func handleState(_ state: PeerStateMessage, from peer: NodeID, now: UInt64) -> [MeshAction] {
         var actions: [MeshAction] = []
         peers[peer]?.state = state
-        if let heard = amnesia?.heard[peer] ?? (amnesia != nil ? 0 : nil) {
-            amnesia?.heard[peer] = max(heard, state.term)
+        if let heard = amnesia?[peer] ?? (amnesia != nil ? 0 : nil) {
+            amnesia?[peer] = max(heard, state.term)
+            actions += clearAmnesiaIfPossible()
         }
         if state.role == .leader, state.upstreamState == .interrupted || state.upstreamState == .starting && !state.upstreamReachable {
             peers[peer]?.lostUpstreamAt = now
@@ -306,8 +304,8 @@ public struct MeshCore: Sendable {
         // A leaving node still helps the node it hands over to (its vote may be the one that makes the quorum).
         if leaving, !request.transfer { return [reply(false, "leaving")] }
         guard storageHealthy else { return [reply(false, "cannot make a vote durable")] }
-        if !isPreVote, amnesiaHoldsVotes(now: now) || request.term <= voteFloor {
-            return [reply(false, "restarted without its vote record")]
+        if !isPreVote, amnesia != nil {
+            return [reply(false, "restarted without its vote record; waiting to hear every peer")]
         }
         if isPreVote {
             // A pre-vote changes nothing here.
@@ -738,9 +736,10 @@ public struct MeshCore: Sendable {
         let termChanged = newTerm != term
         if termChanged {
             term = newTerm
-            votedFor = nil
-            // Best effort: only votes need to be durable for safety (a vote is written with its term).
-            actions.append(.persistTermVote(term: term, votedFor: nil))
+            // An amnesiac node writes its state with the term, so a restart finds it still amnesiac.
+            votedFor = amnesia == nil ? nil : Self.amnesiacVote
+            // Otherwise best effort: only votes need to be durable for safety (a vote is written with its term).
+            actions.append(.persistTermVote(term: term, votedFor: votedFor))
         }
         let oldRole = role
         let oldLeader = leaderId

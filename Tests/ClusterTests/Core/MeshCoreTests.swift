@@ -262,6 +262,32 @@ import Testing
         #expect(Self.granted(atSeven, vote: true) == true)
     }
 
+    @Test func amnesiaSurvivesARestartAndHasNoNewMeshShortcut() {
+        // Adopting a term while amnesiac writes the amnesia with it.
+        var core = Self.core(votesRemembered: false)
+        let adopted = core.receive(Self.state(term: 3, role: .follower, leader: nil), from: "n2", now: 10)
+        #expect(adopted.contains(.persistTermVote(term: 3, votedFor: MeshCore.amnesiacVote)))
+        // Restarted from that record: still amnesiac, even though the record exists.
+        var restarted = Self.core(durable: .init(term: 3, votedFor: MeshCore.amnesiacVote, applied: .zero, fullEpoch: .zero))
+        _ = restarted.receive(Self.state(term: 3, role: .follower, leader: nil), from: "n2", now: 10)
+        let vote = restarted.receive(.vote(VoteRequest(term: 4, voters: ["n1", "n2", "n3"], transfer: false)), from: "n2", now: 20)
+        #expect(Self.granted(vote, vote: true) == false)
+        // Every peer at term 0 for a long time: still no vote until each one was heard (it cannot know what the
+        // unheard one saw).
+        var fresh = Self.core(votesRemembered: false)
+        _ = fresh.receive(Self.state(term: 0, role: .follower, leader: nil), from: "n2", now: 10)
+        for now in stride(from: UInt64(100), to: 10 * Self.e, by: 100) {
+            #expect(!fresh.tick(now: now).contains { if case .send(.preVote, _) = $0 { return true } else { return false } })
+        }
+        let early = fresh.receive(.vote(VoteRequest(term: 1, voters: ["n1", "n2", "n3"], transfer: false)), from: "n2", now: 10 * Self.e)
+        #expect(Self.granted(early, vote: true) == false)
+        // Once n3 is heard too, the floor (term 0 here) is written and later terms get votes.
+        let cleared = fresh.receive(Self.state(term: 0, role: .follower, leader: nil), from: "n3", now: 10 * Self.e + 10)
+        #expect(cleared.contains(.persistTermVote(term: 0, votedFor: MeshCore.unknownVote)))
+        let later = fresh.receive(.vote(VoteRequest(term: 1, voters: ["n1", "n2", "n3"], transfer: false)), from: "n2", now: 10 * Self.e + 30)
+        #expect(Self.granted(later, vote: true) == true)
+    }
+
     @Test func aNodeThatCannotWriteRefusesVotes() {
         var core = Self.core()
         core.storageHealthChanged(healthy: false)
