@@ -17,7 +17,9 @@ enum TransportTesting {
             nodeId: nodeId, clusterId: clusterId, secret: secret, listenHost: "127.0.0.1", listenPort: 0,
             peers: peers.mapValues { PeerAddress(host: "127.0.0.1", port: $0) },
             voters: ([nodeId] + peers.keys).sorted(), incarnation: UInt64.random(in: 1 ... .max))
-        settings.handshakeTimeout = .seconds(2)
+        // Long: a test task starved by a busy machine must not look like a stalled handshake (the tests of the timeout
+        // itself set a short one).
+        settings.handshakeTimeout = .seconds(30)
         settings.redialBackoffMin = .milliseconds(20)
         settings.redialBackoffMax = .milliseconds(200)
         return settings
