@@ -57,11 +57,16 @@ def settle(make_mesh, n=3, **kw):
     return m, lead
 
 
-def step_down_ms(m, node, since):
-    """Milliseconds from `since` (monotonic s) to `node`'s first mesh-role line after it that is not leader."""
-    e = next((e for e in m.role_events() if e["nodeId"] == node.id and e["mono"] >= since * 1000 - 1
-              and e["role"] != "leader"), None)
-    return round(e["mono"] - since * 1000) if e else None
+def step_down_ms(m, node, since, timeout=5):
+    """Milliseconds from `since` (monotonic s) to `node`'s first mesh-role line after it that is not leader. Waits
+    (bounded) for the line: status changes at once, the line is written once the upstream connection is closed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        e = next((e for e in m.role_events() if e["nodeId"] == node.id and e["mono"] >= since * 1000 - 1
+                  and e["role"] != "leader"), None)
+        if e or time.monotonic() >= deadline:
+            return round(e["mono"] - since * 1000) if e else None
+        time.sleep(0.05)
 
 
 def relay_opened(m):
