@@ -132,7 +132,8 @@ public final class UpstreamClient: Service, Sendable {
                                                          closeTimeout: settings.closeTimeout, autoPing: .disabled)
         let connected = ConnectedFlag()
         do {
-            let close = try await withConnectTimeout(connected) {
+            let lastMessage = LastMessageClock()
+            let close = try await withConnectionWatchdog(connected, lastMessage: lastMessage) {
                 try await WebSocketClient.connect(url: self.settings.url, configuration: configuration, logger: self.logger) {
                 inbound, outbound, _ in
                 connected.set()
@@ -141,9 +142,9 @@ public final class UpstreamClient: Service, Sendable {
                 defer { self.currentWriter.withLock { $0 = nil } }
                 try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot, forceFull: forceFull),
                                                       as: UTF8.self)))
-                let lastMessage = LastMessageClock()
+                lastMessage.touch()
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.keepAlive(outbound, lastMessage: lastMessage) }
+                    group.addTask { try await self.keepAlive(outbound) }
                     group.addTask { try await self.reportStatus(outbound) }
                     group.addTask { try await self.fullResync(outbound) }
                     for try await message in inbound.messages(maxSize: self.settings.maxMessageBytes) {
@@ -195,15 +196,10 @@ public final class UpstreamClient: Service, Sendable {
         ])
     }
 
-    private func keepAlive(_ outbound: WebSocketOutboundWriter, lastMessage: LastMessageClock) async throws {
+    private func keepAlive(_ outbound: WebSocketOutboundWriter) async throws {
         let ping = String(decoding: UpstreamRequest.ping, as: UTF8.self)
         while true {
             try await Task.sleep(for: settings.pingInterval)
-            if lastMessage.silence > settings.silenceTimeout {
-                logger.warning("no message from the FeatBit server for too long; reconnecting", metadata: ["event": "upstream-silent"])
-                try await outbound.close(.goingAway, reason: "keep-alive timeout")
-                return
-            }
             try await outbound.write(.text(ping))
         }
     }
@@ -232,9 +228,12 @@ public final class UpstreamClient: Service, Sendable {
         }
     }
 
-    /// Runs a connect; if the connection is not up (upgraded) within `connectTimeout`, cancels it.
-    private func withConnectTimeout<T: Sendable>(_ connected: ConnectedFlag,
-                                                  _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs a connection and cancels it when it is not up (upgraded) within `connectTimeout`, or when nothing (not
+    /// even a pong) has arrived for `silenceTimeout` once it is up. Cancelling ends the reader even on a path that
+    /// silently drops everything (a Close frame alone would wait for an answer that never comes), and the socket is
+    /// closed within `closeTimeout`.
+    private func withConnectionWatchdog<T: Sendable>(_ connected: ConnectedFlag, lastMessage: LastMessageClock,
+                                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
@@ -245,7 +244,15 @@ public final class UpstreamClient: Service, Sendable {
                     ])
                     throw CancellationError()
                 }
-                return nil
+                let check = min(self.settings.pingInterval, self.settings.silenceTimeout / 3)
+                while true {
+                    try await Task.sleep(for: check)
+                    if lastMessage.silence > self.settings.silenceTimeout {
+                        self.logger.warning("no message from the FeatBit server for too long; reconnecting",
+                                            metadata: ["event": "upstream-silent"])
+                        throw CancellationError()
+                    }
+                }
             }
             while let result = try await group.next() {
                 if let value = result {

@@ -42,6 +42,9 @@ public struct MeshCore: Sendable {
         public var acked: MeshPosition?
         /// As leader: when it last confirmed this node as leader of the current term.
         public var confirmedLeaderAt: UInt64?
+        /// As leader: a snapshot sent to it and not yet confirmed (its position, and when it was sent).
+        public var snapshotInFlight: MeshPosition?
+        public var snapshotSentAt: UInt64?
     }
 
     public let settings: MeshSettings
@@ -274,6 +277,7 @@ public struct MeshCore: Sendable {
             } else {
                 peers[peer]?.acked = state.applied
             }
+            if let inFlight = peers[peer]?.snapshotInFlight, state.applied >= inFlight { clearSnapshot(peer) }
             if state.applied == durable, state.data.dataVersion == localData.dataVersion,
                state.data.digest != localData.digest, state.data.hasData, localData.hasData {
                 // Same versions, different data: something was missed (deletions, out-of-order timestamps). Only a
@@ -385,6 +389,7 @@ public struct MeshCore: Sendable {
         guard peers[peer] != nil else { return actions }
         peers[peer]?.lastHeard = nil
         peers[peer]?.confirmedLeaderAt = nil
+        clearSnapshot(peer)
         if peer == leaderId, role == .follower || role == .witness {
             actions += leaderGone(now: now, reason: "connection to the leader \(peer) closed")
         }
@@ -468,6 +473,12 @@ public struct MeshCore: Sendable {
         if isFull { fullEpoch = position }
         guard role == .leader else { return [] }
         let followers = settings.peers.filter { peers[$0]?.state?.role != .witness }
+        if isFull {
+            for follower in followers {
+                peers[follower]?.snapshotInFlight = position
+                peers[follower]?.snapshotSentAt = now
+            }
+        }
         return [.replicate(ReplicationPlan(position: position, prevSeq: prevSeq, fullEpoch: fullEpoch, isFull: isFull,
                                            followers: followers))]
     }
@@ -563,6 +574,7 @@ public struct MeshCore: Sendable {
         guard role == .leader, ack.term == term else { return [] }
         let acked = peers[peer]?.acked ?? .zero
         peers[peer]?.acked = max(acked, ack.applied)
+        if let inFlight = peers[peer]?.snapshotInFlight, ack.applied >= inFlight { clearSnapshot(peer) }
         peers[peer]?.confirmedLeaderAt = now
         return driveTransfer(now: now)
     }
@@ -583,8 +595,20 @@ public struct MeshCore: Sendable {
             kind = .patch(since: request.envs)
             if request.fullEpoch > fullEpoch { actions += requestFullSync(now: now) }
         }
+        if kind == .snapshot {
+            if let sentAt = peers[peer]?.snapshotSentAt, now &- sentAt < settings.snapshotResendMs {
+                return actions  // one is on its way
+            }
+            peers[peer]?.snapshotInFlight = applied
+            peers[peer]?.snapshotSentAt = now
+        }
         actions.append(.answerCatchup(CatchupAnswer(follower: peer, kind: kind, position: applied, fullEpoch: fullEpoch)))
         return actions
+    }
+
+    private mutating func clearSnapshot(_ peer: NodeID) {
+        peers[peer]?.snapshotInFlight = nil
+        peers[peer]?.snapshotSentAt = nil
     }
 
     private mutating func requestFullSync(now: UInt64) -> [MeshAction] {

@@ -21,6 +21,10 @@ public struct MeshSettings: Sendable, Equatable {
     public var leaveCatchupMs: UInt64 = 2_000
     /// A follower re-asks for a catch-up after this long without an answer.
     public var catchupRetryMs: UInt64 = 2_000
+    /// A snapshot sent to a follower is not sent again (for its repeated catch-ups) until it reports the snapshot's
+    /// position, its connection closes, or this long passed (max(5 s, 4 E)): a large snapshot on a slow link takes a
+    /// while, and a second copy queued behind it would only overflow the connection's buffer.
+    public var snapshotResendMs: UInt64
 
     /// The WAN-safe default profile: heartbeat 500 ms, election timeout 5 s.
     public static let defaultHeartbeatMs: UInt64 = 500
@@ -38,6 +42,7 @@ public struct MeshSettings: Sendable, Equatable {
         self.heartbeatMs = heartbeatMs
         self.electionTimeoutMs = electionTimeoutMs
         self.upstreamDuty = upstreamDuty
+        self.snapshotResendMs = max(5_000, 4 * electionTimeoutMs)
     }
 
     /// The tick of the timers: a quarter of the heartbeat, between 10 and 100 ms (100 ms WAN, 50 ms LAN).

@@ -189,6 +189,20 @@ import Testing
                                     data: DataSummary(dataVersion: 3, digest: "y", hasData: true), envs: envs)
         #expect(core.receive(.catchup(behind), from: "n3", now: now + 5)
                 == [.answerCatchup(CatchupAnswer(follower: "n3", kind: .patch(since: envs), position: MeshPosition(term: 1, seq: 1), fullEpoch: .zero))])
+        // A second catch-up while the snapshot is on its way gets nothing; once the follower reports the snapshot's
+        // position, or after snapshotResendMs, it would get another.
+        #expect(core.receive(.catchup(empty), from: "n3", now: now + 6).isEmpty, "no second snapshot while one is in flight")
+        _ = core.receive(Self.state(term: 1, role: .follower, leader: "n1", applied: MeshPosition(term: 1, seq: 1)), from: "n3", now: now + 7)
+        #expect(core.receive(.catchup(empty), from: "n3", now: now + 8).count == 1, "confirmed: a new snapshot may go")
+        #expect(core.receive(.catchup(empty), from: "n3", now: now + 9).isEmpty)
+        var later = now + 10
+        while later < now + 9 + core.settings.snapshotResendMs {
+            later += 500
+            _ = core.tick(now: later)
+            _ = core.receive(Self.state(term: 1, role: .follower, leader: "n1"), from: "n2", now: later)
+        }
+        #expect(core.isLeader)
+        #expect(core.receive(.catchup(empty), from: "n3", now: later).count == 1, "not confirmed in time: sent again")
         // A non-leader stamps nothing.
         var follower = Self.core("n2", peers: ["n1", "n3"])
         #expect(follower.beginLocalChange() == nil)
