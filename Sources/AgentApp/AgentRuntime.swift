@@ -229,6 +229,10 @@ public struct AgentRuntime: Sendable {
             }
         }
         if let local { return local }
+        guard body.count <= mesh.maxForwardedBootstrapBytes else {
+            return (413, Array(("{\"error\":\"this node does not lead the mesh and cannot forward a bootstrap over "
+                               + "\(mesh.maxForwardedBootstrapBytes) bytes; post it to the leader\"}").utf8))
+        }
         if let answer = await mesh.forwardBootstrap(body) {
             logger.info("bootstrap forwarded to the leader", metadata: ["event": "bootstrap-forwarded", "status": "\(answer.status)"])
             return answer

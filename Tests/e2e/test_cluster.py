@@ -485,6 +485,15 @@ def test_manual_mode_bootstrap_to_a_follower_reaches_every_node(make_mesh):
         assert t is not None, f"the second bootstrap did not reach {node_id}: {m.summary()}"
         arrivals[node_id] = round((t - t1) * 1000, 1)
     assert m.wait_for_single_leader(5) is lead
+
+    # A valid bootstrap too large for one peer frame (16 MiB) cannot be forwarded: the follower says so (413) instead
+    # of waiting for a leader that never hears it; nothing changes anywhere.
+    def pad(flags, segments):
+        flags[0]["description"] = "x" * (17 * 1024 * 1024)
+    code, text = followers[0].bootstrap(fake_data_set(pad))
+    assert code == 413 and "post it to the leader" in text, f"{code} {text[:200]}"
+    assert all(p.wait_seen(target["id"], iso_ms(target["updatedAt"]), 1) is not None for p in probes.values())
+    assert all((n.status() or {}).get("dataVersion") == iso_ms(target["updatedAt"]) for n in m.nodes)
     m.assert_one_leader_per_term()
     figures("k-manual-bootstrap", leader=lead.id, first_bootstrap_to=followers[0].id,
             first_bootstrap_everywhere_ms=first_ms, second_bootstrap_to=followers[-1].id,

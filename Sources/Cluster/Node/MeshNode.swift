@@ -69,7 +69,8 @@ public final class MeshNode: Sendable {
         var lastLocalChange: AppliedChange?
         var leaveWaiters: [CheckedContinuation<Void, Never>] = []
         var forwardWaiters: [UInt64: CheckedContinuation<(status: Int, body: [UInt8])?, Never>] = [:]
-        var nextRequestId: UInt64 = 1
+        /// Forwards that timed out before they were registered (so they are answered at once when they are).
+        var abandonedForwards: Set<UInt64> = []
         var lastUnsafeLog: [NodeID: UInt64] = [:]
         var upstreamRunning = false
         var stopped = false
@@ -90,6 +91,7 @@ public final class MeshNode: Sendable {
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let tickTask = Mutex<RepeatedTask?>(nil)
     private let stopping = Atomic<Bool>(false)
+    private let forwardIds = Atomic<UInt64>(0)
     private let metrics: MeshMetrics
 
     /// - Parameters:
@@ -260,20 +262,24 @@ public final class MeshNode: Sendable {
         }
     }
 
+    /// The largest bootstrap body a follower can forward (one peer frame, with room for its header).
+    public var maxForwardedBootstrapBytes: Int { settings.transport.maxFrameBytes - 64 * 1024 }
+
     /// Sends a bootstrap body to the leader and waits for its answer (nil: no leader, or no answer in time).
     public func forwardBootstrap(_ body: [UInt8], timeout: Duration = .seconds(10)) async -> (status: Int, body: [UInt8])? {
-        await withTaskGroup(of: (status: Int, body: [UInt8])?.self) { group in
+        let id = forwardIds.wrappingAdd(1, ordering: .relaxed).newValue
+        typealias Answer = (status: Int, body: [UInt8])
+        // `timedOut` tells which task finished first: only a request the timeout beat may still be registered later.
+        let (answer, timedOut) = await withTaskGroup(of: (Answer?, Bool).self) { group -> (Answer?, Bool) in
             group.addTask {
-                await withCheckedContinuation { continuation in
+                let answer: Answer? = await withCheckedContinuation { continuation in
                     self.hop {
-                        guard !self.state.value.stopped, let leader = self.state.value.core.leaderId,
-                              leader != self.settings.mesh.nodeId,
+                        guard !self.state.value.stopped, self.state.value.abandonedForwards.remove(id) == nil,
+                              let leader = self.state.value.core.leaderId, leader != self.settings.mesh.nodeId,
                               self.state.value.core.hearsLeader(now: Self.monotonicMillis()) else {
                             continuation.resume(returning: nil)
                             return
                         }
-                        let id = self.state.value.nextRequestId
-                        self.state.value.nextRequestId += 1
                         self.state.value.forwardWaiters[id] = continuation
                         if !self.transport.send(.forwardBootstrap(ForwardedBootstrap(requestId: id, body: body)), to: leader) {
                             self.state.value.forwardWaiters[id] = nil
@@ -281,24 +287,28 @@ public final class MeshNode: Sendable {
                         }
                     }
                 }
+                return (answer, false)
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
-                return nil
+                return (nil, true)
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            // A waiter left behind by the timeout is answered with nil.
-            self.hop {
-                if first == nil {
-                    for (id, waiter) in self.state.value.forwardWaiters {
+            guard let first = await group.next() else { return (nil, false) }
+            if first.1 {
+                // This request's waiter is answered with nil now, or at registration if that has not run yet; other
+                // requests go on.
+                self.hop {
+                    if let waiter = self.state.value.forwardWaiters.removeValue(forKey: id) {
                         waiter.resume(returning: nil)
-                        self.state.value.forwardWaiters[id] = nil
+                    } else {
+                        self.state.value.abandonedForwards.insert(id)
                     }
                 }
             }
+            group.cancelAll()
             return first
         }
+        return timedOut ? nil : answer
     }
 
     /// The upstream connection's state changed (leader).

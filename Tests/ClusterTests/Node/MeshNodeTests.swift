@@ -152,4 +152,31 @@ import Testing
         }
         for node in all { await node.node.stop() }
     }
+
+    @Test func aForwardThatTimesOutLeavesTheOthersWaiting() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let nodes = try await Self.startMesh(directory: directory)
+        do {
+            #expect(await Self.eventually("one leader followed by all") { Self.leader(of: nodes) != nil })
+            let leader = try #require(Self.leader(of: nodes))
+            // The leader answers "slow" never in time and "fast" after 800 ms.
+            leader.node.setBootstrapHandler { body in
+                try? await Task.sleep(for: String(decoding: body, as: UTF8.self) == "slow" ? .seconds(5) : .milliseconds(800))
+                return (200, body)
+            }
+            let follower = try #require(nodes.first { $0.id != leader.id })
+            async let slow = follower.node.forwardBootstrap(Array("slow".utf8), timeout: .milliseconds(300))
+            async let fast = follower.node.forwardBootstrap(Array("fast".utf8), timeout: .seconds(10))
+            let (slowAnswer, fastAnswer) = await (slow, fast)
+            #expect(slowAnswer == nil, "the slow one timed out")
+            #expect(fastAnswer?.status == 200 && fastAnswer?.body == Array("fast".utf8),
+                    "the other request still got the leader's answer")
+        } catch {
+            for node in nodes { await node.node.stop() }
+            throw error
+        }
+        for node in nodes { await node.node.stop() }
+    }
 }
