@@ -92,6 +92,9 @@ public final class MeshNode: Sendable {
     private let tickTask = Mutex<RepeatedTask?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let forwardIds = Atomic<UInt64>(0)
+    /// Serialises and parses the large payloads (snapshots; a follower's every replicated change) off the mesh's event
+    /// loop, which also sends the heartbeats. Serial: replicated changes reach the store in the order accepted.
+    private let payloadQueue = DispatchQueue(label: "featbit-agent.mesh-payloads")
     private let metrics: MeshMetrics
 
     /// - Parameters:
@@ -508,43 +511,56 @@ public final class MeshNode: Sendable {
     }
 
     private func replicate(_ plan: ReplicationPlan) {
-        let payload: [UInt8]
         if plan.isFull {
-            payload = MeshData.snapshotPayload(store.snapshot)
-            metrics.snapshotBytes.increment(by: Int64(payload.count * plan.followers.count))
-        } else if let change = state.value.lastLocalChange {
-            payload = MeshData.patchPayload(change)
-        } else {
+            sendSnapshot(position: plan.position, prevSeq: plan.prevSeq, fullEpoch: plan.fullEpoch, catchup: false,
+                         to: plan.followers)
             return
         }
+        // A patch holds only the change's items: built here, so it goes out in order with the heartbeats.
+        guard let change = state.value.lastLocalChange else { return }
         let message = ReplicationMessage(position: plan.position, prevSeq: plan.prevSeq, fullEpoch: plan.fullEpoch,
-                                         catchup: false, payload: payload)
-        for follower in plan.followers {
-            _ = transport.send(plan.isFull ? .snapshot(message) : .patch(message), to: follower)
-        }
+                                         catchup: false, payload: MeshData.patchPayload(change))
+        for follower in plan.followers { _ = transport.send(.patch(message), to: follower) }
     }
 
     private func answerCatchup(_ answer: CatchupAnswer) {
-        let snapshot = store.snapshot
-        let message: MeshMessage
-        switch answer.kind {
-        case .snapshot:
-            let payload = MeshData.snapshotPayload(snapshot)
-            metrics.snapshotBytes.increment(by: Int64(payload.count))
-            message = .snapshot(ReplicationMessage(position: answer.position, prevSeq: 0, fullEpoch: answer.fullEpoch,
-                                                   catchup: true, payload: payload))
-        case .patch(let since):
-            message = .patch(ReplicationMessage(position: answer.position, prevSeq: 0, fullEpoch: answer.fullEpoch,
-                                                catchup: true, payload: MeshData.patchPayload(snapshot, since: since)))
-        }
         logger.debug("answering a catch-up", metadata: [
-            "event": "mesh-catchup-answer", "peer": "\(answer.follower)", "kind": "\(message.name)",
+            "event": "mesh-catchup-answer", "peer": "\(answer.follower)", "kind": "\(answer.kind)",
             "position": "\(answer.position)",
         ])
-        _ = transport.send(message, to: answer.follower)
+        switch answer.kind {
+        case .snapshot:
+            sendSnapshot(position: answer.position, prevSeq: 0, fullEpoch: answer.fullEpoch, catchup: true,
+                         to: [answer.follower])
+        case .patch(let since):
+            // Sent in order with later patches on the control connection (a follower applies them in sequence).
+            let payload = MeshData.patchPayload(store.snapshot, since: since)
+            _ = transport.send(.patch(ReplicationMessage(position: answer.position, prevSeq: 0, fullEpoch: answer.fullEpoch,
+                                                         catchup: true, payload: payload)), to: answer.follower)
+        }
+    }
+
+    /// Serialises the whole data set off the loop and sends it. It travels on the bulk connection, never in order
+    /// with patches, and may hold a little more than `position` (data is merged per item, so that is harmless).
+    private func sendSnapshot(position: MeshPosition, prevSeq: UInt64, fullEpoch: MeshPosition, catchup: Bool,
+                              to followers: [NodeID]) {
+        let store = self.store
+        payloadQueue.async { [transport, metrics] in
+            let payload = MeshData.snapshotPayload(store.snapshot)
+            metrics.snapshotBytes.increment(by: Int64(payload.count * followers.count))
+            let message = ReplicationMessage(position: position, prevSeq: prevSeq, fullEpoch: fullEpoch, catchup: catchup,
+                                             payload: payload)
+            for follower in followers { _ = transport.send(.snapshot(message), to: follower) }
+        }
     }
 
     private func applyReplicated(_ message: ReplicationMessage, isSnapshot: Bool, from: NodeID) {
+        // Parsed on the (serial) payload queue, which hands each change to the (serial) store writer in the order
+        // the core accepted them.
+        payloadQueue.async { self.parseAndApply(message, isSnapshot: isSnapshot, from: from) }
+    }
+
+    private func parseAndApply(_ message: ReplicationMessage, isSnapshot: Bool, from: NodeID) {
         let change: Change
         do {
             change = try MeshData.change(from: message.payload, isSnapshot: isSnapshot)
@@ -553,11 +569,10 @@ public final class MeshNode: Sendable {
                 "event": "mesh-replication-rejected", "peer": "\(from)", "position": "\(message.position)",
                 "reason": "\(error)",
             ])
-            state.value.batches.append(state.value.core.replicatedApplyFailed(now: Self.monotonicMillis()))
+            onLoop { state in state.core.replicatedApplyFailed(now: Self.monotonicMillis()) }
             return
         }
         let metadata = MeshData.metadata(applied: message.position, fullEpoch: isSnapshot ? message.fullEpoch : nil)
-        // Enqueued now, on the loop, so replicated changes reach the store in the order they were accepted.
         store.enqueueApply(change, metadata: metadata) { outcome in
             let summary = MeshData.summary(self.store.snapshot)
             self.onLoop { state in
