@@ -1,3 +1,5 @@
+import Crypto
+
 /// The immutable state of one environment: secrets, flags and segments by id, its version, and its server-SDK
 /// `full` payload serialised once (every server SDK asking for a full sync gets the same bytes).
 public struct EnvironmentSnapshot: Sendable {
@@ -14,6 +16,10 @@ public struct EnvironmentSnapshot: Sendable {
     public let serverFullMessage: [UInt8]
     /// Segment models by id, for evaluating client SDK flags.
     public let segmentModels: [String: SegmentModel]
+    /// SHA-256 (first 8 bytes) over the secrets and every flag's and segment's `(id, updatedAt)`: two copies of an
+    /// environment with equal versions but different items (a missed deletion) differ here. Computed once per
+    /// rebuild of this environment, so comparing data sets costs per environment, not per item.
+    public let digest: [UInt8]
 
     public init(envId: String, secrets: [SecretRecord], flags: [String: DataItem], segments: [String: DataItem]) {
         self.envId = envId
@@ -26,6 +32,14 @@ public struct EnvironmentSnapshot: Sendable {
         self.version = max(sortedFlags.last?.updatedAt ?? 0, sortedSegments.last?.updatedAt ?? 0)
         self.serverFullMessage = SDKPayload.serverDataSync(eventType: .full, flags: sortedFlags, segments: sortedSegments)
         self.segmentModels = segments.compactMapValues(\.segmentModel)
+        var hasher = SHA256()
+        for secret in secrets.sorted(by: { $0.value < $1.value }) {
+            hasher.update(data: Array("s \(secret.type.rawValue) \(secret.value)\n".utf8))
+        }
+        for (tag, items) in [("f", sortedFlags), ("g", sortedSegments)] {
+            for item in items { hasher.update(data: Array("\(tag) \(item.id) \(item.updatedAt)\n".utf8)) }
+        }
+        self.digest = Array(hasher.finalize().prefix(8))
     }
 
     /// Flags and segments strictly newer than `timestamp` (the patch filter of spec §2.4.1).

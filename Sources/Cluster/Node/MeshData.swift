@@ -22,18 +22,14 @@ public enum MeshData {
         return MeshPosition(term: term, seq: seq)
     }
 
-    /// Version and digest of what a snapshot holds: SHA-256 (first 8 bytes, hex) over every environment's id, its
-    /// secrets, and its flags' and segments' `(id, updatedAt)` in the snapshot's stable order.
+    /// Version and digest of what a snapshot holds: SHA-256 (first 8 bytes, hex) over every environment's id and
+    /// its own digest (`EnvironmentSnapshot.digest`, computed when that environment last changed).
     public static func summary(_ snapshot: DataSnapshot) -> DataSummary {
         var hasher = SHA256()
         for envId in snapshot.sortedEnvIds {
             guard let env = snapshot.environments[envId] else { continue }
             hasher.update(data: Array("env \(envId)\n".utf8))
-            for secret in env.secrets.sorted(by: { $0.value < $1.value }) {
-                hasher.update(data: Array("s \(secret.type.rawValue) \(secret.value)\n".utf8))
-            }
-            for item in env.sortedFlags { hasher.update(data: Array("f \(item.id) \(item.updatedAt)\n".utf8)) }
-            for item in env.sortedSegments { hasher.update(data: Array("g \(item.id) \(item.updatedAt)\n".utf8)) }
+            hasher.update(data: env.digest)
         }
         let digest = hasher.finalize().prefix(8).map { byte in
             let hex = String(byte, radix: 16)
