@@ -40,20 +40,43 @@ public struct DataSnapshot: Sendable {
 
     /// The backup/bootstrap body: one item per environment that has secrets (spec §6.5).
     public func backupJSON() -> [UInt8] {
-        var out: [UInt8] = Array(#"{"eventType":"rp_full","items":["#.utf8)
-        var first = true
-        for envId in sortedEnvIds {
-            guard let env = environments[envId], !env.secrets.isEmpty else { continue }
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
+        Self.itemsBody(eventType: "rp_full", sortedEnvIds.compactMap { envId in
+            guard let env = environments[envId], !env.secrets.isEmpty else { return nil }
+            return ItemsEntry(envId: envId, secrets: env.secrets, flags: env.sortedFlags, segments: env.sortedSegments)
+        })
+    }
+
+    /// One item of an `items` body.
+    public struct ItemsEntry: Sendable {
+        public var envId: String
+        public var secrets: [SecretRecord]
+        public var flags: [DataItem]
+        public var segments: [DataItem]
+
+        public init(envId: String, secrets: [SecretRecord], flags: [DataItem], segments: [DataItem]) {
+            self.envId = envId
+            self.secrets = secrets
+            self.flags = flags
+            self.segments = segments
+        }
+    }
+
+    /// `{"eventType": …, "items": [{envId, secrets, featureFlags, segments}, …]}`: the shape of `rp_full`/`rp_patch`
+    /// items, bootstrap and backup bodies, and the mesh's replication payloads.
+    public static func itemsBody(eventType: String, _ entries: [ItemsEntry]) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"eventType":"#.utf8)
+        JSONWriter.writeString(eventType, into: &out)
+        out.append(contentsOf: #","items":["#.utf8)
+        for (index, entry) in entries.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: #"{"envId":"#.utf8)
-            JSONWriter.writeString(envId, into: &out)
+            JSONWriter.writeString(entry.envId, into: &out)
             out.append(contentsOf: #","secrets":"#.utf8)
-            JSONWriter.write(.array(env.secrets.map(\.json)), into: &out)
+            JSONWriter.write(.array(entry.secrets.map(\.json)), into: &out)
             out.append(contentsOf: #","featureFlags":"#.utf8)
-            SDKPayload.writeItems(env.sortedFlags, into: &out)
+            SDKPayload.writeItems(entry.flags, into: &out)
             out.append(contentsOf: #","segments":"#.utf8)
-            SDKPayload.writeItems(env.sortedSegments, into: &out)
+            SDKPayload.writeItems(entry.segments, into: &out)
             out.append(UInt8(ascii: "}"))
         }
         out.append(contentsOf: "]}".utf8)

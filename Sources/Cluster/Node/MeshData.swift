@@ -45,25 +45,29 @@ public enum MeshData {
 
     /// A snapshot's payload: every environment, its secrets, flags and segments (`rp_full` shape).
     public static func snapshotPayload(_ snapshot: DataSnapshot) -> [UInt8] {
-        items(snapshot.sortedEnvIds.compactMap { envId in
-            snapshot.environments[envId].map { ($0.envId, $0.secrets, $0.sortedFlags, $0.sortedSegments) }
-        }, eventType: "rp_full")
+        DataSnapshot.itemsBody(eventType: "rp_full", snapshot.sortedEnvIds.compactMap { envId in
+            snapshot.environments[envId].map {
+                DataSnapshot.ItemsEntry(envId: $0.envId, secrets: $0.secrets, flags: $0.sortedFlags, segments: $0.sortedSegments)
+            }
+        })
     }
 
     /// The items one applied change changed (`rp_patch` shape; items in ascending `updatedAt` per environment).
     public static func patchPayload(_ change: AppliedChange) -> [UInt8] {
-        items(change.deltas.map { ($0.envId, [], $0.flags, $0.segments) }, eventType: "rp_patch")
+        DataSnapshot.itemsBody(eventType: "rp_patch", change.deltas.map {
+            DataSnapshot.ItemsEntry(envId: $0.envId, secrets: [], flags: $0.flags, segments: $0.segments)
+        })
     }
 
     /// The items newer than a follower's per-environment versions (an environment it lacks: all of them).
     public static func patchPayload(_ snapshot: DataSnapshot, since versions: [EnvironmentVersion]) -> [UInt8] {
         let known = Dictionary(versions.map { ($0.envId, $0.timestamp) }, uniquingKeysWith: max)
-        return items(snapshot.sortedEnvIds.compactMap { envId -> (String, [SecretRecord], [DataItem], [DataItem])? in
+        return DataSnapshot.itemsBody(eventType: "rp_patch", snapshot.sortedEnvIds.compactMap { envId in
             guard let env = snapshot.environments[envId] else { return nil }
             let newer = env.items(after: known[envId] ?? 0)
             guard !newer.flags.isEmpty || !newer.segments.isEmpty else { return nil }
-            return (envId, [], newer.flags, newer.segments)
-        }, eventType: "rp_patch")
+            return DataSnapshot.ItemsEntry(envId: envId, secrets: [], flags: newer.flags, segments: newer.segments)
+        })
     }
 
     public enum PayloadError: Error, CustomStringConvertible {
@@ -85,25 +89,5 @@ public enum MeshData {
         } catch {
             throw .invalid("\(error)")
         }
-    }
-
-    private static func items(_ environments: [(String, [SecretRecord], [DataItem], [DataItem])], eventType: String) -> [UInt8] {
-        var out: [UInt8] = Array(#"{"eventType":""#.utf8)
-        out.append(contentsOf: eventType.utf8)
-        out.append(contentsOf: #"","items":["#.utf8)
-        for (index, env) in environments.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: #"{"envId":"#.utf8)
-            JSONWriter.writeString(env.0, into: &out)
-            out.append(contentsOf: #","secrets":"#.utf8)
-            JSONWriter.write(.array(env.1.map(\.json)), into: &out)
-            out.append(contentsOf: #","featureFlags":"#.utf8)
-            SDKPayload.writeItems(env.2, into: &out)
-            out.append(contentsOf: #","segments":"#.utf8)
-            SDKPayload.writeItems(env.3, into: &out)
-            out.append(UInt8(ascii: "}"))
-        }
-        out.append(contentsOf: "]}".utf8)
-        return out
     }
 }
