@@ -159,7 +159,7 @@ public struct AgentRuntime: Sendable {
             }
         }
         if let mesh {
-            services.append(.init(service: MeshService(node: mesh, store: store)))
+            services.append(.init(service: MeshService(node: mesh)))
         }
         self.services = services
         self.startupNotes = notes
@@ -354,7 +354,6 @@ struct DatabaseRetryService: Service {
 /// Runs the mesh node as a service: starts it, and on SIGTERM leaves the mesh (a leader hands over first).
 struct MeshService: Service {
     let node: MeshNode
-    let store: DataStore
 
     func run() async throws {
         do {

@@ -10,7 +10,7 @@ public struct LoadedState: Sendable {
     public var isInitialised: Bool
     /// Version (max `updatedAt`, ms) of each environment as stored.
     public var environmentVersions: [String: Int64]
-    /// Key/value metadata (agent id, last sync, the mesh's term/vote/position...).
+    /// Key/value metadata (agent id, last sync, the mesh's replication position (Cluster's `MeshData` keys)...).
     public var metadata: [String: String]
     /// Set when a corrupt or foreign file was found at the path and moved aside before a fresh db was created.
     public var movedAsideTo: String?
@@ -115,11 +115,6 @@ public enum MetadataKey {
     public static let agentId = "agentId"
     public static let lastSyncedAt = "lastSyncedAt"
     public static let insightsSecret = "insightsHmacSecret"
-    public static let meshTerm = "mesh.currentTerm"
-    public static let meshVotedFor = "mesh.votedFor"
-    public static let meshAppliedTerm = "mesh.appliedTerm"
-    public static let meshAppliedSeq = "mesh.appliedSeq"
-    public static let meshFullEpoch = "mesh.fullEpoch"
     /// Written by every open (proves the file is writable); ISO-8601 UTC.
     public static let openedAt = "db.openedAt"
 }

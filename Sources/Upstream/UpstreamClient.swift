@@ -135,28 +135,28 @@ public final class UpstreamClient: Service, Sendable {
             let lastMessage = LastMessageClock()
             let close = try await withConnectionWatchdog(connected, lastMessage: lastMessage) {
                 try await WebSocketClient.connect(url: self.settings.url, configuration: configuration, logger: self.logger) {
-                inbound, outbound, _ in
-                connected.set()
-                self.logger.info("connected to the FeatBit server", metadata: ["event": "upstream-connected"])
-                self.currentWriter.withLock { $0 = { bytes in try await outbound.write(.text(String(decoding: bytes, as: UTF8.self))) } }
-                defer { self.currentWriter.withLock { $0 = nil } }
-                try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot, forceFull: forceFull),
-                                                      as: UTF8.self)))
-                lastMessage.touch()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.keepAlive(outbound) }
-                    group.addTask { try await self.reportStatus(outbound) }
-                    group.addTask { try await self.fullResync(outbound) }
-                    for try await message in inbound.messages(maxSize: self.settings.maxMessageBytes) {
-                        lastMessage.touch()
-                        switch message {
-                        case .text(let text): await self.handle(Array(text.utf8))
-                        case .binary(let buffer): await self.handle(Array(buffer.readableBytesView))
+                    inbound, outbound, _ in
+                    connected.set()
+                    self.logger.info("connected to the FeatBit server", metadata: ["event": "upstream-connected"])
+                    self.currentWriter.withLock { $0 = { bytes in try await outbound.write(.text(String(decoding: bytes, as: UTF8.self))) } }
+                    defer { self.currentWriter.withLock { $0 = nil } }
+                    try await outbound.write(.text(String(decoding: UpstreamRequest.dataSync(for: self.store.snapshot, forceFull: forceFull),
+                                                          as: UTF8.self)))
+                    lastMessage.touch()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await self.keepAlive(outbound) }
+                        group.addTask { try await self.reportStatus(outbound) }
+                        group.addTask { try await self.fullResync(outbound) }
+                        for try await message in inbound.messages(maxSize: self.settings.maxMessageBytes) {
+                            lastMessage.touch()
+                            switch message {
+                            case .text(let text): await self.handle(Array(text.utf8))
+                            case .binary(let buffer): await self.handle(Array(buffer.readableBytesView))
+                            }
                         }
+                        group.cancelAll()
                     }
-                    group.cancelAll()
                 }
-            }
             }
             return close.map { UInt16(webSocketErrorCode: $0.closeCode) }
         } catch {

@@ -311,8 +311,8 @@ struct FaultTests {
             #expect(try sequenceOnDisk(path) == 1)
             #expect(logs.events("db-write-failed", atLeast: .error).count == 1)
             // A metadata write fails too, and says so.
-            #expect(throws: DatabaseError.self) { try db.setMetadata(MetadataKey.meshVotedFor, "n3") }
-            #expect(db.metadata(MetadataKey.meshVotedFor) == nil)
+            #expect(throws: DatabaseError.self) { try db.setMetadata("mesh.votedFor", "n3") }
+            #expect(db.metadata("mesh.votedFor") == nil)
 
             db.injectedWriteError.withLock { $0 = nil }
             store.apply(TestData.upsert(flags: [TestData.flag(TestData.flagId(2), updatedAt: 1_760_000_000_000)]))

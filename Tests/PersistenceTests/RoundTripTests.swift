@@ -40,7 +40,7 @@ struct RoundTripTests {
             #expect(final.environments[TestData.envC]?.secrets == [])
             #expect(db.storedSequence == 5)
             try db.setMetadata(MetadataKey.agentId, "agent-1")
-            try db.setMetadata([MetadataKey.meshTerm: "7", MetadataKey.meshVotedFor: "node-2", MetadataKey.lastSyncedAt: "123"])
+            try db.setMetadata(["mesh.currentTerm": "7", "mesh.votedFor": "node-2", MetadataKey.lastSyncedAt: "123"])
             try db.setMetadata(MetadataKey.lastSyncedAt, nil)
             #expect(try db.integrityCheck() == "ok")
             db.close()
@@ -51,8 +51,8 @@ struct RoundTripTests {
             expectSameData(reloaded.snapshot(), final)
             #expect(reloaded.environmentVersions == final.environments.mapValues(\.version))
             #expect(reloaded.metadata[MetadataKey.agentId] == "agent-1")
-            #expect(reloaded.metadata[MetadataKey.meshTerm] == "7")
-            #expect(reloaded.metadata[MetadataKey.meshVotedFor] == "node-2")
+            #expect(reloaded.metadata["mesh.currentTerm"] == "7")
+            #expect(reloaded.metadata["mesh.votedFor"] == "node-2")
             #expect(reloaded.metadata[MetadataKey.lastSyncedAt] == nil)
             #expect(db2.metadata(MetadataKey.agentId) == "agent-1")
             #expect(reloaded.skippedItems == 0)
@@ -188,24 +188,24 @@ struct RoundTripTests {
             let path = dir.file("featbit.db")
             let (db, loaded) = try FeatBitDatabase.open(path: path, logger: LogCapture().logger).requireReady()
             #expect(loaded.metadata[MetadataKey.openedAt] != nil)
-            try db.setMetadata(MetadataKey.meshTerm, "3")
-            try db.setMetadata(MetadataKey.meshVotedFor, "n2")
-            #expect(db.metadata(MetadataKey.meshTerm) == "3")
+            try db.setMetadata("mesh.currentTerm", "3")
+            try db.setMetadata("mesh.votedFor", "n2")
+            #expect(db.metadata("mesh.currentTerm") == "3")
             // Read back through another connection while still open: already committed.
             let onDisk = try DatabaseQueue(path: path).read { db in
-                try String.fetchOne(db, sql: "SELECT value FROM metadata WHERE key = ?", arguments: [MetadataKey.meshVotedFor])
+                try String.fetchOne(db, sql: "SELECT value FROM metadata WHERE key = ?", arguments: ["mesh.votedFor"])
             }
             #expect(onDisk == "n2")
             // Data and metadata in one transaction (the mesh's applied position with the change).
             let store = DataStore(journal: db)
             let applied = store.apply(TestData.initial)!
-            #expect(db.persist(applied, metadata: [MetadataKey.meshAppliedSeq: "\(applied.sequence)"]))
-            #expect(db.metadata(MetadataKey.meshAppliedSeq) == "1")
+            #expect(db.persist(applied, metadata: ["mesh.applied": "\(applied.sequence)"]))
+            #expect(db.metadata("mesh.applied") == "1")
             db.close()
             let (db2, reloaded) = try FeatBitDatabase.open(path: path, logger: LogCapture().logger).requireReady()
             defer { db2.close() }
-            #expect(reloaded.metadata[MetadataKey.meshTerm] == "3")
-            #expect(reloaded.metadata[MetadataKey.meshAppliedSeq] == "1")
+            #expect(reloaded.metadata["mesh.currentTerm"] == "3")
+            #expect(reloaded.metadata["mesh.applied"] == "1")
         }
     }
 

@@ -420,12 +420,6 @@ final class PeerConnections {
         }
     }
 
-    /// Dials the bulk connection ahead of a snapshot (the core's `openBulk`).
-    func openBulk(to peer: NodeID) {
-        guard let link = links[peer], case .idle = link.bulk.state, NIODeadline.now() >= link.bulk.notBefore else { return }
-        dial(peer, .bulk)
-    }
-
     /// Closes the bulk connection once nothing was written to it for `bulkIdleTimeout` and nothing is left to send.
     private func armBulkIdleTimer(_ peer: NodeID) {
         guard !stopping, case .up(let handler) = links[peer]?.bulk.state else { return }

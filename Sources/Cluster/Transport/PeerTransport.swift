@@ -139,13 +139,6 @@ public final class PeerTransport: Sendable {
         return true
     }
 
-    /// Dials the bulk connection to `peer` ahead of a snapshot, if it is not up.
-    public func openBulk(to peer: NodeID) {
-        guard routes.entry(peer) != nil else { return }
-        let box = connections
-        loop.execute { box.value.openBulk(to: peer) }
-    }
-
     /// Changes where `peer` is dialed (port 0: not known, not dialed). A control connection that is down is redialed
     /// at once; one that is up is kept.
     public func updateAddress(_ address: PeerAddress, for peer: NodeID) {

@@ -96,8 +96,6 @@ final class MeshSimulation {
     var upstreamUp = true
     var incarnations: [NodeID: UInt64] = [:]
     var maxUpstreamConnections = 0
-    /// When a node first became leader with a quorum following it, per heal/start (liveness measurement).
-    var firstStableLeaderAt: UInt64?
 
     init(seed: UInt64, nodeCount: Int, faults: Faults, settings: @escaping (NodeID, [NodeID]) -> MeshSettings) {
         self.seed = seed
@@ -167,7 +165,8 @@ final class MeshSimulation {
             perform(actions, at: node)
             schedule(.tick(id, incarnation: incarnation), at: now + node.core!.settings.tickMs)
         case .deliver(let message, let from, let to, let sentIncarnation):
-            guard incarnations[from] == sentIncarnation || isResponseTolerant(message) else { return }
+            // A message dies with the process that sent it (one connection per process).
+            guard incarnations[from] == sentIncarnation else { return }
             guard let node = nodes[to], node.core != nil else { return }
             if let until = node.pausedUntil, now < until {
                 // A paused process reads its socket later.
@@ -211,8 +210,6 @@ final class MeshSimulation {
             cut.removeAll()
         }
     }
-
-    private func isResponseTolerant(_ message: MeshMessage) -> Bool { false }
 
     private func restart(_ id: NodeID) {
         let node = nodes[id]!

@@ -12,6 +12,21 @@ import Glibc
                      electionTimeoutMs: MeshSettings.lanElectionTimeoutMs, upstreamDuty: true)
     }
 
+    /// The chaos run of a seed: every fault at once; 5 nodes for every fourth seed, a lost disk on every third restart.
+    static func chaos(seed: UInt64) -> MeshSimulation {
+        var faults = MeshSimulation.Faults()
+        faults.lossRate = 0.05
+        faults.duplicateRate = 0.05
+        faults.delay = 1...40
+        faults.crashRatePerSecond = 0.03
+        faults.pauseRatePerSecond = 0.02
+        faults.partitionRatePerSecond = 0.15
+        faults.diskFailureRatePerSecond = 0.02
+        faults.crashAfterVoteRate = 0.1
+        faults.restartKeepsDisk = seed % 3 != 0
+        return MeshSimulation(seed: seed, nodeCount: seed % 4 == 0 ? 5 : 3, faults: faults, settings: lan)
+    }
+
     /// Seeds per batch; CI runs every batch (10,000 seeds for liveness, more under chaos).
     static let batches = 0..<10
 
@@ -44,18 +59,7 @@ import Glibc
     func chaosKeepsInvariantsAndConverges(batch: Int) {
         let seeds = UInt64(100_000 + batch * 200)..<UInt64(100_000 + batch * 200 + 200)
         for seed in seeds {
-            let nodeCount = seed % 4 == 0 ? 5 : 3
-            var faults = MeshSimulation.Faults()
-            faults.lossRate = 0.05
-            faults.duplicateRate = 0.05
-            faults.delay = 1...40
-            faults.crashRatePerSecond = 0.03
-            faults.pauseRatePerSecond = 0.02
-            faults.partitionRatePerSecond = 0.15
-            faults.diskFailureRatePerSecond = 0.02
-            faults.crashAfterVoteRate = 0.1
-            faults.restartKeepsDisk = seed % 3 != 0
-            let sim = MeshSimulation(seed: seed, nodeCount: nodeCount, faults: faults, settings: Self.lan)
+            let sim = Self.chaos(seed: seed)
             sim.start()
             sim.scheduleChaos(until: 20_000)
             sim.run(until: 20_000)
@@ -94,18 +98,7 @@ import Glibc
     @Test(.enabled(if: Environment.get("MESH_SEED") != nil, "set MESH_SEED to trace one chaos seed"))
     func traceOneSeed() throws {
         let seed = try #require(Environment.get("MESH_SEED").flatMap { UInt64($0) })
-        let nodeCount = seed % 4 == 0 ? 5 : 3
-        var faults = MeshSimulation.Faults()
-        faults.lossRate = 0.05
-        faults.duplicateRate = 0.05
-        faults.delay = 1...40
-        faults.crashRatePerSecond = 0.03
-        faults.pauseRatePerSecond = 0.02
-        faults.partitionRatePerSecond = 0.15
-        faults.diskFailureRatePerSecond = 0.02
-        faults.crashAfterVoteRate = 0.1
-        faults.restartKeepsDisk = seed % 3 != 0
-        let sim = MeshSimulation(seed: seed, nodeCount: nodeCount, faults: faults, settings: Self.lan)
+        let sim = Self.chaos(seed: seed)
         sim.trace = []
         sim.start()
         sim.scheduleChaos(until: 20_000)
