@@ -136,13 +136,30 @@ class Probe:
     def connected(self):
         return self.connects > self.disconnects
 
+    # Hooks for probes that record more (the fault suite's): the URL to dial, connects and disconnects, and every
+    # data-sync message and flag version (called with the probe's lock held).
+    def url(self):
+        return f"ws://127.0.0.1:{self.node.port}/streaming?type=server&token={self._token(self.secret)}"
+
+    def on_connect(self, now):
+        pass
+
+    def on_disconnect(self, now):
+        pass
+
+    def on_data_sync(self, now, data):
+        pass
+
+    def on_flag(self, now, flag_id, version, previous):
+        pass
+
     def _run(self):
         while not self._closed.is_set():
             ws = None
             try:
-                url = f"ws://127.0.0.1:{self.node.port}/streaming?type=server&token={self._token(self.secret)}"
-                ws = websocket.create_connection(url, timeout=2)
+                ws = websocket.create_connection(self.url(), timeout=2)
                 self.connects += 1
+                self.on_connect(mono())
                 ws.send(json.dumps({"messageType": "data-sync", "data": {"timestamp": 0}}))
                 ws.settimeout(0.2)
                 last_ping = mono()
@@ -167,6 +184,7 @@ class Probe:
                         pass
                     if self.connects > self.disconnects:
                         self.disconnects += 1
+                        self.on_disconnect(mono())
             self._closed.wait(0.1)
 
     def _record(self, text):
@@ -177,13 +195,17 @@ class Probe:
             return
         if message.get("messageType") != "data-sync":
             return
-        flags = (message.get("data") or {}).get("featureFlags") or []
+        data = message.get("data") or {}
+        flags = data.get("featureFlags") or []
         with self._cond:
             self.messages += 1
+            self.on_data_sync(now, data)
             for f in flags:
                 version = iso_ms(f["updatedAt"])
                 self.arrivals.setdefault((f["id"], version), now)
-                if version > self.latest.get(f["id"], -1):
+                previous = self.latest.get(f["id"], -1)
+                self.on_flag(now, f["id"], version, previous)
+                if version > previous:
                     self.latest[f["id"]] = version
             self._cond.notify_all()
 
@@ -337,8 +359,8 @@ class Node:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
             rc = None
         return rc, mono() - t
 
@@ -546,10 +568,10 @@ class Mesh:
     def terms(self, nodes=None):
         return {n.id: (n.cluster() or {}).get("term") for n in (nodes or self.live())}
 
-    def wait_caught_up(self, node, timeout=15):
-        """`node` reports caughtUp with the leader and the leader's dataVersion."""
+    def wait_caught_up(self, node, timeout=15, nodes=None):
+        """`node` reports caughtUp with the leader (the single leader of `nodes`, default all) and its dataVersion."""
         def check():
-            lead = self.single_leader()
+            lead = self.single_leader(nodes)
             if lead is None:
                 return False
             st, lst = node.status(), lead.status()

@@ -217,24 +217,6 @@ class NsNode(e2e.Node):
             except ProcessLookupError:
                 pass
 
-    def kill9(self):
-        t = mono()
-        self.signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.stopped = False
-        return t
-
-    def terminate(self, timeout=15):
-        t = self.terminated_at = mono()
-        self.signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(10)
-            rc = None
-        return rc, mono() - t
-
     def metrics(self):
         code, text = http("GET", self.url + "/metrics", timeout=1.0)
         return text if code == 200 else ""
@@ -248,10 +230,6 @@ class NsNode(e2e.Node):
             return json.loads(text)
         except ValueError:
             return None
-
-    def log_events(self, event=None):
-        events = super().log_events(event)
-        return events
 
     def errors(self):
         """`level: error` log lines (json)."""
@@ -274,74 +252,27 @@ class NsProbe(e2e.Probe):
         self.message_times = []
         super().__init__(node, secret)
 
-    def _run(self):
-        import websocket
-        while not self._closed.is_set():
-            ws = None
-            try:
-                token = build_token(self.secret, getattr(self.node, "clock_offset_s", 0))
-                url = f"ws://{self.node.ip}:{self.node.port}/streaming?type=server&token={token}"
-                ws = websocket.create_connection(url, timeout=2)
-                self.connects += 1
-                self.events.append((mono(), "connect"))
-                ws.send(json.dumps({"messageType": "data-sync", "data": {"timestamp": 0}}))
-                ws.settimeout(0.2)
-                last_ping = mono()
-                while not self._closed.is_set():
-                    try:
-                        text = ws.recv()
-                    except websocket.WebSocketTimeoutException:
-                        if mono() - last_ping > 10:
-                            ws.send(json.dumps({"messageType": "ping", "data": {}}))
-                            last_ping = mono()
-                        continue
-                    if not text:
-                        break
-                    self._record(text)
-            except (websocket.WebSocketException, OSError, ValueError):
-                pass
-            finally:
-                if ws is not None:
-                    try:
-                        ws.close(timeout=0.2)
-                    except Exception:
-                        pass
-                    if self.connects > self.disconnects:
-                        self.disconnects += 1
-                        self.disconnect_times.append(mono())
-                        self.events.append((mono(), "disconnect"))
-            self._closed.wait(0.1)
+    def url(self):
+        token = build_token(self.secret, getattr(self.node, "clock_offset_s", 0))
+        return f"ws://{self.node.ip}:{self.node.port}/streaming?type=server&token={token}"
 
-    def _record(self, text):
-        now = mono()
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return
-        if message.get("messageType") != "data-sync":
-            return
-        data = message.get("data") or {}
-        flags = data.get("featureFlags") or []
-        with self._cond:
-            self.messages += 1
-            self.message_times.append(now)
-            if self.first_data_at is None:
-                self.first_data_at = now
-            if data.get("eventType") == "full":
-                self.full_syncs += 1
-            for f in flags:
-                version = iso_ms(f["updatedAt"])
-                self.arrivals.setdefault((f["id"], version), now)
-                previous = self.latest.get(f["id"], -1)
-                if version < previous:
-                    self.regressions.append({"flag": f["id"], "had": previous, "got": version, "mono": now})
-                if version > previous:
-                    self.latest[f["id"]] = version
-            self._cond.notify_all()
+    def on_connect(self, now):
+        self.events.append((now, "connect"))
 
-    def seen(self, flag_id, version):
-        with self._cond:
-            return self.seen_locked(flag_id, version)
+    def on_disconnect(self, now):
+        self.disconnect_times.append(now)
+        self.events.append((now, "disconnect"))
+
+    def on_data_sync(self, now, data):
+        self.message_times.append(now)
+        if self.first_data_at is None:
+            self.first_data_at = now
+        if data.get("eventType") == "full":
+            self.full_syncs += 1
+
+    def on_flag(self, now, flag_id, version, previous):
+        if version < previous:
+            self.regressions.append({"flag": flag_id, "had": previous, "got": version, "mono": now})
 
 
 # -- the change stream --------------------------------------------------------------------------------------------------

@@ -107,6 +107,26 @@ class Ctx:
             self.failures.append(f"T_e2e: {e}")
         return new_id, term, out
 
+    def before_leader_fault(self):
+        """A settled mesh with probes everywhere and a stream of changes running for 3 s: (mesh, leader, probes,
+        highest term, relay-proxy connections opened so far)."""
+        m, lead = self.settle()
+        probes = m.probe_all()
+        self.stream(m, 0.05)
+        time.sleep(3)
+        return m, lead, probes, m.max_term(), m.relay_opened()
+
+    def terms_used(self, m, term0):
+        used = terms_since(m, term0)
+        self.fig(terms_used=used)
+        return used
+
+    def finish_leader_fault(self, m, probes, t_fault):
+        """`finish`, and never more than 2 relay-proxy connections at once (the old leader's and the new one's)."""
+        self.finish(m, probes, t_fault)
+        self.check((self.figures.get("relay_max") or 0) <= 2,
+                   f"relay-proxy connections reached {self.figures['relay_max']}")
+
     def finish(self, m, probes, t_fault, live=None, converge_timeout=20):
         """Stops the stream, checks the hard invariants on the live nodes and fills the common figures."""
         if m.stream:
@@ -180,17 +200,7 @@ def one_way(run, src, dst):
 
 def caught_up(m, node, nodes, timeout=20):
     """`node` reports caughtUp and the dataVersion of the single leader of `nodes`."""
-    def check():
-        lead = m.single_leader(nodes)
-        if lead is None:
-            return False
-        st, lst = node.status(), lead.status()
-        return bool(st and lst and st["dataVersion"] == lst["dataVersion"]
-                    and (node is lead or st["cluster"].get("caughtUp") is True))
-    try:
-        wait_for(check, timeout, message=f"{node.id} to catch up")
-    except AssertionError as e:
-        raise AssertionError(f"{e}: {m.summary()}") from None
+    m.wait_caught_up(node, timeout, nodes=nodes)
 
 
 def transfer_away(m, node):
@@ -216,8 +226,7 @@ def s1_leader_kill9(ctx):
     new, term, f = ctx.failover(m, t0, lead, opened, probes=probes, live={n.id for n in m.nodes if n is not lead})
     ctx.fig(old_leader=lead.id, new_leader=new, **f)
     time.sleep(2)
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(f["T_elect_ms"] is not None and f["T_elect_ms"] <= 1000, f"T_elect {f['T_elect_ms']} ms > 1000 ms")
     if f["T_e2e_ms"] is not None and f["T_upstream_ms"] is not None and f["T_elect_ms"] is not None:
         connect = f["T_upstream_ms"] - f["T_elect_ms"]
@@ -232,11 +241,7 @@ def s1_leader_kill9(ctx):
 
 
 def s2_leader_host_crash(ctx):
-    m, lead = ctx.settle()
-    probes = m.probe_all()
-    ctx.stream(m, 0.05)
-    time.sleep(3)
-    term0, opened = m.max_term(), m.relay_opened()
+    m, lead, probes, term0, opened = ctx.before_leader_fault()
     others = [n for n in m.nodes if n is not lead]
     t0 = ctx.t_fault = mono()
     drop_all(ctx.run, lead)
@@ -275,19 +280,13 @@ def s2_leader_host_crash(ctx):
     except AssertionError as e:
         ctx.failures.append(str(e))
     time.sleep(1)
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(used <= 2, f"{used} new terms (target <= 2 per leader fault)")
-    ctx.finish(m, probes, t0)
-    ctx.check((ctx.figures.get("relay_max") or 0) <= 2, f"relay-proxy connections reached {ctx.figures['relay_max']}")
+    ctx.finish_leader_fault(m, probes, t0)
 
 
 def s3_zombie_leader(ctx):
-    m, lead = ctx.settle()
-    probes = m.probe_all()
-    ctx.stream(m, 0.05)
-    time.sleep(3)
-    term0, opened = m.max_term(), m.relay_opened()
+    m, lead, probes, term0, opened = ctx.before_leader_fault()
     t0 = ctx.t_fault = lead.sigstop()
     others = {n.id for n in m.nodes if n is not lead}
     new, term, f = ctx.failover(m, t0, lead, opened, probes=probes, live=others, elect_timeout=3 * m.E)
@@ -316,19 +315,13 @@ def s3_zombie_leader(ctx):
              if e.get("mono", 0) >= t_cont * 1000 and str(e.get("position", "")).split(".")[0] == str(old_term)]
     stale += [e for e in role_lines_after(m, t_cont) if e["nodeId"] != lead.id and e.get("leaderId") == lead.id]
     ctx.check(not stale, f"a follower accepted the old term after the resume: {stale[:3]}")
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(used <= 2, f"{used} new terms")
-    ctx.finish(m, probes, t0)
-    ctx.check((ctx.figures.get("relay_max") or 0) <= 2, f"relay-proxy connections reached {ctx.figures['relay_max']}")
+    ctx.finish_leader_fault(m, probes, t0)
 
 
 def s4_leader_cut_from_peers(ctx):
-    m, lead = ctx.settle()
-    probes = m.probe_all()
-    ctx.stream(m, 0.05)
-    time.sleep(3)
-    term0, opened = m.max_term(), m.relay_opened()
+    m, lead, probes, term0, opened = ctx.before_leader_fault()
     old_conn = [c["id"] for c in m.relay_list()]
     others = [n for n in m.nodes if n is not lead]
     t0 = ctx.t_fault = mono()
@@ -380,11 +373,9 @@ def s4_leader_cut_from_peers(ctx):
     except AssertionError as e:
         ctx.failures.append(str(e))
     time.sleep(1.5)
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(m.max_term() == term, f"extra terms after the heal: {m.max_term()} vs {term}")
-    ctx.finish(m, probes, t0)
-    ctx.check((ctx.figures.get("relay_max") or 0) <= 2, f"relay-proxy connections reached {ctx.figures['relay_max']}")
+    ctx.finish_leader_fault(m, probes, t0)
 
 
 def s5_leader_cut_from_upstream(ctx):
@@ -502,8 +493,7 @@ def s7_asymmetric(ctx):
         "connection up); the per-direction view is the metric featbit_agent_mesh_peer_connected{peer,direction}, "
         "reported here. With an IP-level one-way drop TCP loses the ACKs of the other direction too, so both "
         "connections between the pair fail after TCP_USER_TIMEOUT; what is checked is churn and convergence")
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(used == 0, f"{used} new terms from a one-way drop")
     ctx.check(m.wait_for_single_leader(5) is lead, "the leader changed")
     ctx.finish(m, probes, ctx.t_fault)
@@ -1103,8 +1093,7 @@ def s18_paused_follower(ctx):
     kinds = sorted({e.get("kind") for e in applies})
     ctx.fig(catch_up_kinds=kinds)
     ctx.check("snapshot" not in kinds and "patch" in kinds, f"caught up by {kinds}, not by patch")
-    used = terms_since(m, term0)
-    ctx.fig(terms_used=used)
+    used = ctx.terms_used(m, term0)
     ctx.check(used == 0, f"{used} new terms from a paused follower")
     ctx.finish(m, probes, t0)
 
