@@ -9,6 +9,9 @@
 //   bench-client mesh-fanout HOST SECRET N ROUNDS METHOD URL AUTH CHANGE_BODY PORT [PORT…]
 //     N SDKs on each node of a mesh; the time from a change at the simulator to the last SDK on every node
 //     (see MeshFanout.swift).
+//   bench-client bare-http PORT BODY_FILE
+//     a bare SwiftNIO HTTP/1.1 server answering every request with BODY_FILE: scripts/bench-http's reference
+//     (see BareHTTP.swift).
 import AgentCore
 import AsyncHTTPClient
 import Foundation
@@ -82,7 +85,8 @@ do {
     case "insights": try await runInsights(Array(arguments.dropFirst()))
     case "fanout": try await runFanout(Array(arguments.dropFirst()))
     case "mesh-fanout": try await runMeshFanout(Array(arguments.dropFirst()))
-    default: throw BenchError("usage: bench-client insights|fanout|mesh-fanout ARGS… (see Sources/BenchClient/main.swift)")
+    case "bare-http": try await runBareHTTP(Array(arguments.dropFirst()))
+    default: throw BenchError("usage: bench-client insights|fanout|mesh-fanout|bare-http ARGS… (see Sources/BenchClient/main.swift)")
     }
 } catch {
     FileHandle.standardError.write(Data("bench-client: \(error)\n".utf8))

@@ -7,6 +7,9 @@ import ServiceLifecycle
 
 /// Builds the agent's one listening server: the HTTP API and `/streaming` on the same port.
 public enum AgentServerFactory {
+    /// The `Server` header of every HTTP answer.
+    public static let serverName = "featbit-agent"
+
     public static func makeApplication(
         routes: AgentRoutes,
         hub: StreamingHub,
@@ -21,7 +24,7 @@ public enum AgentServerFactory {
             server: HTTPServerBuilder { responder in AgentChildChannel(responder: responder, hub: hub) },
             configuration: .init(
                 address: .hostname(bindAddress, port: port),
-                serverName: "featbit-agent",
+                serverName: serverName,
                 backlog: 4096,
                 reuseAddress: true
             ),

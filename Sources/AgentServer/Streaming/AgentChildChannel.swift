@@ -80,6 +80,10 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .seconds(120), logger: logger)
                         )
+                        // Server SDKs polling latest-all are answered here, on the event loop (SDKFastPath.swift).
+                        try channel.pipeline.syncOperations.addHandler(
+                            SDKFastPath(store: hub.store, cache: hub.serverPayloads, serverName: AgentServerFactory.serverName)
+                        )
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)

@@ -24,6 +24,8 @@ public final class StreamingHub: Sendable {
 
     public let store: DataStore
     public let settings: Settings
+    /// Server `latest-all` bodies for the HTTP fast path (SDKFastPath.swift).
+    let serverPayloads = ServerPayloadCache()
     let logger: Logger
     let now: @Sendable () -> Int64
 

@@ -133,6 +133,7 @@ class NsNode(e2e.Node):
         self.clock_offset_s = 0  # wall clock offset (faketime)
         self.mono_offset_s = 0  # CLOCK_MONOTONIC offset (time namespace)
         self.holder_pid = None  # mount namespace holder (tmpfs db)
+        self.gate = None  # a FIFO the start waits on until the harness opens and closes it (simultaneous starts)
         self.started_at = None
 
     def __repr__(self):
@@ -164,6 +165,9 @@ class NsNode(e2e.Node):
         if self.mono_offset_s:
             prefix += ["unshare", "--time", "--monotonic", str(self.mono_offset_s), "--boottime",
                        str(self.mono_offset_s), "--kill-child", "--"]
+        if self.gate:
+            # The shell waits for the gate's EOF, then becomes the agent (same pid).
+            prefix += ["sh", "-c", 'cat "$0" > /dev/null; exec "$@"', str(self.gate)]
         return prefix + self.args()
 
     def env(self):

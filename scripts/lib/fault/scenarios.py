@@ -7,6 +7,7 @@ from the `mesh-role` lines, no data lost against featbit-sim's final state, no i
 JSON line of figures. Where a criterion of §4.4 cannot hold on physical grounds it is changed and the reason is
 printed in that line (`criteria_changed`)."""
 import json
+import os
 import random
 import signal
 import threading
@@ -15,7 +16,7 @@ import traceback
 
 from fault.cluster import (ChangeStream, NsMesh, check_invariants, fake_data_set, mono, propagation, stats,
                            wait_for)
-from fault.env import CLI_IP, SIM_IP, node_ip
+from fault.env import AGENT_BIN, CLI_IP, SIM_IP, node_ip
 
 FIRST_ELECTION_S = 20
 
@@ -584,16 +585,67 @@ def s8_upstream_down(ctx):
     ctx.check((ctx.figures.get("relay_max") or 0) <= 1 + 1, f"relay-proxy connections reached {ctx.figures['relay_max']}")
 
 
+def _wait_at_gate(pids, timeout=15.0):
+    """Waits until every process is a shell whose `cat` of the gate has started (bounded)."""
+    deadline = mono() + timeout
+    while mono() < deadline:
+        waiting = 0
+        for pid in pids:
+            try:
+                children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+                if any(open(f"/proc/{c}/comm").read().strip() == "cat" for c in children):
+                    waiting += 1
+            except OSError:
+                pass
+        if waiting == len(pids):
+            time.sleep(0.05)  # the cats are past fork; let them reach open()
+            return
+        time.sleep(0.01)
+
+
+def _open_gate(gate, pids, timeout=5.0):
+    """Releases every process waiting on the FIFO `gate`; returns {pid: mono time it became featbit-agent}, polled
+    every millisecond (a process that reached the gate late is released again)."""
+    target = os.path.realpath(AGENT_BIN)
+    execed = {}
+    deadline = mono() + timeout
+    while len(execed) < len(pids) and mono() < deadline:
+        try:
+            # Opening a FIFO for writing without a reader fails (ENXIO): nobody is waiting then.
+            os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        until = mono() + 0.5
+        while len(execed) < len(pids) and mono() < until:
+            for pid in pids:
+                if pid not in execed:
+                    try:
+                        if os.path.realpath(f"/proc/{pid}/exe") == target:
+                            execed[pid] = mono()
+                    except OSError:
+                        pass
+            time.sleep(0.001)
+    return execed
+
+
 def s9_simultaneous_start(ctx):
     m = ctx.mesh()
     from fault.cluster import NsSimulator
     m.sim = NsSimulator(ctx.run, m.workdir, m.data_set)
     t_first = {}
     for round_ in ("empty", "with_db"):
-        t_start = mono()
+        # Every node waits behind one gate, so they start together however loaded the machine is; the spread is
+        # measured from the moments the processes became featbit-agent.
+        gate = m.workdir / f"gate-{round_}"
+        os.mkfifo(gate)
         for n in m.nodes:
+            n.gate = gate
             n.start()
-        spread = max(n.started_at for n in m.nodes) - min(n.started_at for n in m.nodes)
+            n.gate = None
+        _wait_at_gate([n.pid for n in m.nodes])
+        t_start = mono()
+        execed = _open_gate(gate, [n.pid for n in m.nodes])
+        spread = (max(execed.values()) - min(execed.values())) if len(execed) == len(m.nodes) else float("inf")
         probes = None
         if round_ == "with_db":
             m.probes = []
