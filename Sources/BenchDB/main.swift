@@ -10,6 +10,7 @@ import Persistence
 //     (open + integrity/quick_check + load + parse + build snapshots).
 //
 // Usage: bench-db [--dir DIR] [--patches N] [--flags N] [--envs N] [--runs N] [--keep]
+//        bench-db --tenant [--dir DIR] [--envs 100] [--flags-per-env 1000] [--segments-per-env 20]   (Tenant.swift)
 // DIR defaults to a fresh directory under the system temp dir (so it measures that filesystem's fsync).
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -84,6 +85,14 @@ func open(_ path: String) -> (FeatBitDatabase, LoadedState) {
 let clock = ContinuousClock()
 print("featbit.db benchmark (dir: \(baseDir))")
 
+
+if arguments.contains("--tenant") {
+    runTenant(arguments: arguments, workDir: workDir)
+} else {
+    runDurabilityBenchmarks()
+}
+
+func runDurabilityBenchmarks() {
 // 1. Durable patches.
 do {
     let path = (workDir as NSString).appendingPathComponent("patches.db")
@@ -174,4 +183,5 @@ do {
     }
     totals.sort()
     print(String(format: "cold start median %.0f ms, best %.0f ms", totals[totals.count / 2], totals[0]))
+}
 }

@@ -342,7 +342,8 @@ enum Loader {
             for index in lower..<upper {
                 let (kind, data) = raw[index]
                 // The same parser the item first came through (JSONValue.parse).
-                if let json = try? JSONValue.parse(data), let item = try? DataItem(kind: kind, json: json) {
+                // The row holds the bytes JSONWriter wrote for the item: kept as its encoded form, not written again.
+                if let json = try? JSONValue.parse(data), let item = try? DataItem(kind: kind, json: json, encoded: [UInt8](data)) {
                     results.set(index, item)
                 }
             }

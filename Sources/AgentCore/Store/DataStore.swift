@@ -184,19 +184,15 @@ public final class DataStore: Sendable {
         guard !touched.isEmpty else { return nil }
         var newEnvironments = before.environments
         var deltas: [EnvironmentDelta] = []
-        let ascending: (DataItem, DataItem) -> Bool = { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
+        let ascending = EnvironmentSnapshot.ascending
         for envId in touched.sorted() {
+            let f = (changedFlags[envId] ?? [:]).values.sorted(by: ascending)
+            let s = (changedSegments[envId] ?? [:]).values.sorted(by: ascending)
+            // Patched in place of the changed items: the cost follows the change, not the environment's size.
             let old = before.environments[envId]
-            var flags = old?.flags ?? [:]
-            var segments = old?.segments ?? [:]
-            let f = changedFlags[envId] ?? [:]
-            let s = changedSegments[envId] ?? [:]
-            flags.merge(f) { $1 }
-            segments.merge(s) { $1 }
-            newEnvironments[envId] = EnvironmentSnapshot(envId: envId, secrets: old?.secrets ?? [], flags: flags,
-                                                         segments: segments)
-            deltas.append(EnvironmentDelta(envId: envId, flags: f.values.sorted(by: ascending),
-                                           segments: s.values.sorted(by: ascending), needsFull: false))
+                ?? EnvironmentSnapshot(envId: envId, secrets: [], flags: [:], segments: [:])
+            newEnvironments[envId] = old.upserting(flags: f, segments: s)
+            deltas.append(EnvironmentDelta(envId: envId, flags: f, segments: s, needsFull: false))
         }
         let sequence = before.sequence + 1
         let snapshot = DataSnapshot(environments: newEnvironments, isInitialised: before.isInitialised, sequence: sequence)
