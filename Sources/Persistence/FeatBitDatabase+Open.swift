@@ -342,8 +342,11 @@ enum Loader {
             for index in lower..<upper {
                 let (kind, data) = raw[index]
                 // The same parser the item first came through (JSONValue.parse).
-                // The row holds the bytes JSONWriter wrote for the item: kept as its encoded form, not written again.
-                if let json = try? JSONValue.parse(data), let item = try? DataItem(kind: kind, json: json, encoded: [UInt8](data)) {
+                // A flag row holds the bytes JSONWriter wrote for it: checked and skimmed, not parsed into a tree
+                // (the bulk of a large tenant's cold start); segments are few and build their models now.
+                if kind == .flag, let item = try? DataItem(storedFlag: [UInt8](data)) {
+                    results.set(index, item)
+                } else if kind == .segment, let json = try? JSONValue.parse(data), let item = try? DataItem(kind: kind, json: json) {
                     results.set(index, item)
                 }
             }

@@ -19,6 +19,21 @@ public enum JSONReader {
         return reader.index == reader.count ? value : nil
     }
 
+    /// Checks that `raw` is one JSON document, as this reader's `parse` would accept it, without building it, and returns the
+    /// top-level members named in `keys` whose values are strings (the first of repeated keys). `nil` when it is
+    /// not a document or not an object. A cold start reads thousands of stored flags this way: it needs their ids
+    /// and versions at once, everything else only when a flag is evaluated.
+    public static func topLevelStrings(_ raw: UnsafeRawBufferPointer, keys: Set<String>) -> [String: String]? {
+        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        var reader = Reader(bytes: base, count: raw.count)
+        reader.skipWhitespace()
+        guard reader.index < reader.count, reader.bytes[reader.index] == UInt8(ascii: "{") else { return nil }
+        var found: [String: String] = [:]
+        guard reader.skimObject(collecting: keys, into: &found) else { return nil }
+        reader.skipWhitespace()
+        return reader.index == reader.count ? found : nil
+    }
+
     private struct Reader {
         let bytes: UnsafePointer<UInt8>
         let count: Int
@@ -232,6 +247,124 @@ public enum JSONReader {
                 return .integer(Int64(value))
             }
             return .number(value)
+        }
+
+        // MARK: Validation without building (topLevelStrings)
+
+        /// Skips one value, refusing exactly what `value()` refuses.
+        mutating func skimValue() -> Bool {
+            skipWhitespace()
+            guard index < count else { return false }
+            switch bytes[index] {
+            case UInt8(ascii: "{"):
+                var unused: [String: String] = [:]
+                return skimObject(collecting: [], into: &unused)
+            case UInt8(ascii: "["): return skimArray()
+            case UInt8(ascii: "\""): return skimString()
+            case UInt8(ascii: "t"): return literal("true", .null) != nil
+            case UInt8(ascii: "f"): return literal("false", .null) != nil
+            case UInt8(ascii: "n"): return literal("null", .null) != nil
+            default: return skimNumber()
+            }
+        }
+
+        /// An object at `{`; string members named in `keys` are decoded into `found` (first occurrence wins).
+        mutating func skimObject(collecting keys: Set<String>, into found: inout [String: String]) -> Bool {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512 else { return false }
+            index += 1
+            skipWhitespace()
+            if index < count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return true
+            }
+            while true {
+                skipWhitespace()
+                guard index < count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return false }
+                skipWhitespace()
+                guard index < count, bytes[index] == UInt8(ascii: ":") else { return false }
+                index += 1
+                skipWhitespace()
+                if keys.contains(key), found[key] == nil, index < count, bytes[index] == UInt8(ascii: "\"") {
+                    guard let text = string() else { return false }
+                    found[key] = text
+                } else {
+                    guard skimValue() else { return false }
+                }
+                skipWhitespace()
+                guard index < count else { return false }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "}") else { return false }
+                index += 1
+                return true
+            }
+        }
+
+        private mutating func skimArray() -> Bool {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512 else { return false }
+            index += 1
+            skipWhitespace()
+            if index < count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return true
+            }
+            while true {
+                guard skimValue() else { return false }
+                skipWhitespace()
+                guard index < count else { return false }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "]") else { return false }
+                index += 1
+                return true
+            }
+        }
+
+        /// Plain ASCII without escapes is only scanned; anything else goes through `string()`, which validates it.
+        private mutating func skimString() -> Bool {
+            let start = index
+            index += 1
+            while index < count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    index += 1
+                    return true
+                }
+                if byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 { break }
+                index += 1
+            }
+            index = start
+            return string() != nil
+        }
+
+        /// The number grammar alone; a number with an exponent goes through `number()` (which refuses overflow).
+        private mutating func skimNumber() -> Bool {
+            let start = index
+            if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard index < count, isDigit(bytes[index]) else { return false }
+            if bytes[index] == UInt8(ascii: "0") {
+                index += 1
+            } else {
+                while index < count, isDigit(bytes[index]) { index += 1 }
+            }
+            if index < count, bytes[index] == UInt8(ascii: ".") {
+                index += 1
+                guard index < count, isDigit(bytes[index]) else { return false }
+                while index < count, isDigit(bytes[index]) { index += 1 }
+            }
+            if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                index = start
+                return number() != nil
+            }
+            return true
         }
 
         private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
