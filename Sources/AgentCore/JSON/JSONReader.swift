@@ -218,27 +218,7 @@ public enum JSONReader {
         /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
         private mutating func number() -> JSONValue? {
             let start = index
-            if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < count, isDigit(bytes[index]) else { return nil }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else {
-                while index < count, isDigit(bytes[index]) { index += 1 }
-            }
-            var integral = true
-            if index < count, bytes[index] == UInt8(ascii: ".") {
-                integral = false
-                index += 1
-                guard index < count, isDigit(bytes[index]) else { return nil }
-                while index < count, isDigit(bytes[index]) { index += 1 }
-            }
-            if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                integral = false
-                index += 1
-                if index < count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-                guard index < count, isDigit(bytes[index]) else { return nil }
-                while index < count, isDigit(bytes[index]) { index += 1 }
-            }
+            guard let integral = numberGrammar() else { return nil }
             let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
             if integral, let value = Int64(text) { return .integer(value) }
             guard let value = Double(text), value.isFinite else { return nil }
@@ -348,23 +328,39 @@ public enum JSONReader {
         /// The number grammar alone; a number with an exponent goes through `number()` (which refuses overflow).
         private mutating func skimNumber() -> Bool {
             let start = index
+            guard let integral = numberGrammar() else { return false }
+            if integral { return true }
+            var offset = start
+            while offset < index, bytes[offset] | 0x20 != UInt8(ascii: "e") { offset += 1 }
+            if offset == index { return true }
+            index = start
+            return number() != nil
+        }
+
+        /// Reads over a number's grammar; whether it had neither fraction nor exponent, or nil if it is not one.
+        private mutating func numberGrammar() -> Bool? {
             if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < count, isDigit(bytes[index]) else { return false }
+            guard index < count, isDigit(bytes[index]) else { return nil }
             if bytes[index] == UInt8(ascii: "0") {
                 index += 1
             } else {
                 while index < count, isDigit(bytes[index]) { index += 1 }
             }
+            var integral = true
             if index < count, bytes[index] == UInt8(ascii: ".") {
+                integral = false
                 index += 1
-                guard index < count, isDigit(bytes[index]) else { return false }
+                guard index < count, isDigit(bytes[index]) else { return nil }
                 while index < count, isDigit(bytes[index]) { index += 1 }
             }
             if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                index = start
-                return number() != nil
+                integral = false
+                index += 1
+                if index < count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                guard index < count, isDigit(bytes[index]) else { return nil }
+                while index < count, isDigit(bytes[index]) { index += 1 }
             }
-            return true
+            return integral
         }
 
         private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
