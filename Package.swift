@@ -49,6 +49,7 @@ let package = Package(
             name: "AgentServer",
             dependencies: [
                 "AgentCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -225,6 +226,7 @@ let package = Package(
             name: "AgentServerTests",
             dependencies: [
                 "AgentCore", "AgentServer", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -76,6 +76,7 @@ public struct AgentRuntime: Sendable {
         services.append(.init(service: insights))
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
+        routeSettings.insightsMode = configuration.insightsMode.rawValue
         routeSettings.nodeId = configuration.nodeId
 
         var mesh: MeshNode?

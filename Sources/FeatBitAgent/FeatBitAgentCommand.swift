@@ -46,6 +46,9 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-role"), help: help("ClusterRole")) var clusterRole: String?
     @Option(name: .customLong("token-expiry-seconds"), help: help("Streaming__TokenExpirySeconds")) var tokenExpiry: String?
     @Option(name: .customLong("log-level"), help: help("LogLevel")) var logLevel: String?
+    @Flag(name: .customLong("check-config"),
+          help: "Validate the configuration, print it as JSON (secrets left out) and exit 0, or 2 with the problems; binds nothing")
+    var checkConfig = false
 
     static func help(_ key: String) -> ArgumentHelp {
         guard let k = AgentConfiguration.keys.first(where: { $0.name == key }) else { return ArgumentHelp("") }
@@ -67,6 +70,10 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try resolveConfiguration()
+        if checkConfig {
+            print(String(decoding: JSONWriter.bytes(Self.summary(configuration)), as: UTF8.self))
+            return
+        }
         let level = Logger.Level(rawValue: configuration.logLevel.rawValue) ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         let registry = PrometheusCollectorRegistry()
@@ -81,6 +88,26 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         try await runtime.run()
+    }
+
+    /// The resolved configuration for `--check-config`: what deployment tooling and its tests compare (no secret).
+    static func summary(_ c: AgentConfiguration) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "mode": .string(c.mode.rawValue), "apiKeySet": .bool(c.apiKey != nil), "agentId": .string(c.agentId),
+            "streamingUri": c.streamingUri.map { .string($0) } ?? .null, "insightsMode": .string(c.insightsMode.rawValue),
+            "port": .integer(Int64(c.port)), "bindAddress": .string(c.bindAddress),
+            "dbPath": c.dbPath.map { .string($0) } ?? .null, "nodeId": .string(c.nodeId), "logLevel": .string(c.logLevel.rawValue),
+            "cluster": .null,
+        ]
+        if let mesh = c.cluster {
+            object["cluster"] = .object([
+                "address": .string("\(mesh.listenHost):\(mesh.listenPort)"),
+                "peers": .array(mesh.peers.map { .string("\($0.nodeId)@\($0.address)") }),
+                "heartbeatMs": .integer(Int64(mesh.heartbeatMs)), "electionTimeoutMs": .integer(Int64(mesh.electionTimeoutMs)),
+                "role": .string(mesh.isWitness ? "witness" : "voter"),
+            ])
+        }
+        return .object(object)
     }
 
     /// Resolves the configuration; on problems prints one line per problem and exits with code 2 before binding.

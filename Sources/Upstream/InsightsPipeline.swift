@@ -59,6 +59,11 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     private let accepted = Counter(label: "featbit_agent_insights_accepted_total")
     private let forwarded = Counter(label: "featbit_agent_insights_forwarded_total")
     private let droppedSinceLog = Atomic<Int>(0)
+    // The same figures for status (a metrics counter cannot be read back).
+    private let acceptedCount = Atomic<Int>(0)
+    private let forwardedCount = Atomic<Int>(0)
+    private let storedCount = Atomic<Int>(0)
+    private let droppedCount = Atomic<Int>(0)
 
     public init(mode: Mode, settings: Settings = .init(), http: HTTPClient = .shared, logger: Logger) {
         self.mode = mode
@@ -70,9 +75,21 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
     /// Bodies waiting to be sent or stored.
     public var pendingCount: Int { buffer.withLock { $0.items.count } }
 
+    public var counts: InsightCounts {
+        InsightCounts(accepted: acceptedCount.load(ordering: .relaxed), forwarded: forwardedCount.load(ordering: .relaxed),
+                      stored: storedCount.load(ordering: .relaxed), dropped: droppedCount.load(ordering: .relaxed),
+                      pending: pendingCount)
+    }
+
+    /// `drop` mode counts posts (their events are not parsed); every other path counts events.
+    private func countDropped(_ count: Int) {
+        dropped.increment(by: count)
+        droppedCount.add(count, ordering: .relaxed)
+    }
+
     public func accept(body: [UInt8], authorization: String) {
         if case .drop = mode {
-            dropped.increment()
+            countDropped(1)
             return
         }
         guard case .array(let insights)? = try? JSONValue.parse(body) else {
@@ -91,8 +108,9 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         }
         if fits {
             accepted.increment(by: insights.count)
+            acceptedCount.add(insights.count, ordering: .relaxed)
         } else {
-            dropped.increment(by: insights.count)
+            countDropped(insights.count)
             droppedSinceLog.add(insights.count, ordering: .relaxed)
         }
     }
@@ -133,6 +151,7 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             do {
                 let envIds = batch.map { SecretCodec.envId(fromSecret: $0.authorization)?.featbitString }
                 try store(zip(batch, envIds).map { ($0.receivedAt, $1, $0.body) })
+                storedCount.add(batch.reduce(0) { $0 + $1.events }, ordering: .relaxed)
                 return true
             } catch {
                 logger.error("could not keep insights locally", metadata: ["event": "insights-local-failed", "error": "\(error)"])
@@ -161,9 +180,10 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
                 switch await post(chunk, authorization: authorization, to: eventUri) {
                 case .sent:
                     forwarded.increment(by: chunk.count)
+                    forwardedCount.add(chunk.count, ordering: .relaxed)
                 case .refused:
                     // Sending it again would be refused again (unknown secret, bad or too large body).
-                    dropped.increment(by: chunk.count)
+                    countDropped(chunk.count)
                 case .failed:
                     failed.append(Pending(authorization: authorization, receivedAt: items[0].receivedAt,
                                           body: JSONWriter.bytes(.array(Array(insights[start...]))),
@@ -231,7 +251,7 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             return lost
         }
         if overflow > 0 {
-            dropped.increment(by: overflow)
+            countDropped(overflow)
             droppedSinceLog.add(overflow, ordering: .relaxed)
         }
     }

@@ -109,6 +109,7 @@ public final class UpstreamClient: Service, Sendable {
             let delay = sync.withLock { $0.disconnected(closeCode: closeCode, random: Double.random(in: 0..<1)) }
             publish()
             reconnects.increment()
+            status.update { $0.upstreamReconnects += 1 }
             let refused = sync.withLock { $0.refused }
             if refused {
                 logger.error("the FeatBit server refused the relay-proxy key (4003); check ApiKey. Still serving the data held; retrying slowly",

@@ -55,6 +55,7 @@ struct TestAgent: Sendable {
 func withTestAgent<T: Sendable>(
     initial: [EnvironmentData]? = nil,
     settings: StreamingHub.Settings = .init(),
+    insights: (any InsightSink)? = nil,
     _ body: @Sendable (TestAgent) async throws -> T
 ) async throws -> T {
     let store = DataStore()
@@ -62,7 +63,7 @@ func withTestAgent<T: Sendable>(
     let status = AgentStatusBoard(mode: .manual)
     let hub = StreamingHub(store: store, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, settings: settings,
                            logger: TestAgent.logger)
-    let routes = AgentRoutes(hub: hub, status: status, settings: .init(apiKey: TestAgent.apiKey), insights: nil,
+    let routes = AgentRoutes(hub: hub, status: status, settings: .init(apiKey: TestAgent.apiKey), insights: insights,
                              metrics: nil, logger: TestAgent.logger)
     hub.start()
     defer { hub.stop() }

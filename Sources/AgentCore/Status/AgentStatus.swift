@@ -47,6 +47,8 @@ public final class AgentStatusBoard: Sendable {
     public struct Values: Sendable {
         public var syncState: SyncState
         public var lastSyncedAt: Int64?
+        /// Times the upstream connection was lost and redialled since start (`featbit_agent_upstream_reconnects_total`).
+        public var upstreamReconnects: Int = 0
         /// True while the data held may be older than the source's (loaded from disk, upstream not yet confirmed).
         public var dataMayBeStale: Bool = false
         /// Problems by area (e.g. `"db"`), shown in status.

@@ -10,6 +10,8 @@ public struct AgentRoutes: Sendable {
     public struct Settings: Sendable {
         public var apiKey: String?
         public var forwardEvents: Bool = true
+        /// `InsightsMode` as configured (`ForwardEvents=false` reads `drop`), shown in status.
+        public var insightsMode: String = "forward"
         /// This node's id in status (`cluster.nodeId`).
         public var nodeId: String = ProcessInfo.processInfo.hostName
         /// Largest accepted request body (bootstrap data sets can be large).
@@ -70,6 +72,7 @@ public struct AgentRoutes: Sendable {
             router.get("\(prefix)/backup") { request, _ in adminBackup(request) }
             router.post("\(prefix)/bootstrap") { request, context in try await adminBootstrap(request, context: context) }
         }
+        router.get("/ui") { _, _ in StatusPage.response() }
         router.get("/metrics") { _, _ in
             var buffer: [UInt8] = []
             metrics?.emit(into: &buffer)
@@ -144,6 +147,12 @@ public struct AgentRoutes: Sendable {
             "readiness": .string(status.readiness(hasData: snapshot.isInitialised).rawValue),
             "sequence": .integer(Int64(snapshot.sequence)),
             "connections": .object(["server": .integer(Int64(counts.server)), "client": .integer(Int64(counts.client))]),
+            "upstream": .object([
+                "state": .string(values.syncState.rawValue),
+                "lastSyncedAt": values.lastSyncedAt.map { .string(FeatBitTimestamp.iso8601(milliseconds: $0)) } ?? .null,
+                "reconnects": .integer(Int64(values.upstreamReconnects)),
+            ]),
+            "insights": Self.insightsStatus(mode: settings.insightsMode, counts: insights?.counts ?? InsightCounts()),
             "cluster": settings.clusterStatus?() ?? .object([
                 "nodeId": .string(settings.nodeId), "role": .string("standalone"), "term": .integer(0),
                 "leaderId": .string(settings.nodeId), "peers": .array([]),
@@ -153,6 +162,14 @@ public struct AgentRoutes: Sendable {
             body["problems"] = .object(values.problems.mapValues { .string($0) })
         }
         return Response.json(JSONWriter.bytes(.object(body)))
+    }
+
+    private static func insightsStatus(mode: String, counts: InsightCounts) -> JSONValue {
+        .object([
+            "mode": .string(mode), "accepted": .integer(Int64(counts.accepted)),
+            "forwarded": .integer(Int64(counts.forwarded)), "stored": .integer(Int64(counts.stored)),
+            "dropped": .integer(Int64(counts.dropped)), "pending": .integer(Int64(counts.pending)),
+        ])
     }
 
     private func adminBackup(_ request: Request) -> Response {

@@ -16,6 +16,8 @@ public struct MeshStatus: Sendable, Equatable {
         public var lag: UInt64?
         /// Whether its peer list equals ours.
         public var samePeerList: Bool?
+        /// Its upstream link as it last reported it (`Stable` on a leader in sync; only while reachable).
+        public var upstream: String?
     }
 
     public var nodeId: NodeID
@@ -24,29 +26,34 @@ public struct MeshStatus: Sendable, Equatable {
     public var leaderId: NodeID?
     public var caughtUp: Bool
     public var applied: MeshPosition
+    /// How many changes of the leader's term this node has not made durable: 0 on the leader, nil when no leader is
+    /// heard or the leader's position is of another term (a catch-up is then under way).
+    public var lag: UInt64?
     public var fullEpoch: MeshPosition
     public var storageHealthy: Bool
     public var peers: [Peer]
 
     static func make(core: MeshCore, now: UInt64, addresses: [NodeID: String], reachability: [NodeID: Bool]) -> MeshStatus {
         let reference = core.isLeader ? core.applied : core.leaderId.flatMap { core.peers[$0]?.state?.applied }
+        func lag(of applied: MeshPosition?) -> UInt64? {
+            guard let reference, let applied, applied.term == reference.term else { return nil }
+            return reference.seq &- min(reference.seq, applied.seq)
+        }
         let peers = core.settings.peers.map { id -> Peer in
             let view = core.peers[id]
             let state = view?.state
             let applied = core.isLeader ? (view?.acked ?? state?.applied) : state?.applied
-            var lag: UInt64?
-            if let reference, let applied {
-                lag = applied.term == reference.term ? reference.seq &- min(reference.seq, applied.seq) : nil
-            }
             let reachable = core.isReachable(id, now: now) || (reachability[id] ?? false)
             // An unreachable peer's role is unknown: its last word ("leader") would only mislead.
             return Peer(nodeId: id, address: addresses[id] ?? "", reachable: reachable,
                         dataVersion: state?.data.dataVersion, role: reachable ? state?.role.statusName : nil, term: state?.term,
-                        applied: applied, lag: lag, samePeerList: state.map { $0.voters == core.settings.voters })
+                        applied: applied, lag: lag(of: applied), samePeerList: state.map { $0.voters == core.settings.voters },
+                        upstream: reachable ? state?.upstreamState.rawValue : nil)
         }
         return MeshStatus(nodeId: core.settings.nodeId, role: core.role.statusName, term: core.term,
                           leaderId: core.hearsLeader(now: now) ? core.leaderId : nil, caughtUp: core.isCaughtUp(now: now),
-                          applied: core.isLeader ? core.applied : core.durable, fullEpoch: core.fullEpoch,
+                          applied: core.isLeader ? core.applied : core.durable,
+                          lag: core.isLeader ? 0 : core.hearsLeader(now: now) ? lag(of: core.durable) : nil, fullEpoch: core.fullEpoch,
                           storageHealthy: core.storageHealthy, peers: peers)
     }
 
@@ -54,7 +61,8 @@ public struct MeshStatus: Sendable, Equatable {
         .object([
             "nodeId": .string(nodeId), "role": .string(role), "term": .integer(Int64(term)),
             "leaderId": leaderId.map { .string($0) } ?? .null, "caughtUp": .bool(caughtUp),
-            "applied": .string(applied.description), "fullEpoch": .string(fullEpoch.description),
+            "applied": .string(applied.description), "lag": lag.map { .integer(Int64($0)) } ?? .null,
+            "fullEpoch": .string(fullEpoch.description),
             "storageHealthy": .bool(storageHealthy),
             "peers": .array(peers.map { peer in
                 .object([
@@ -65,6 +73,7 @@ public struct MeshStatus: Sendable, Equatable {
                     "applied": peer.applied.map { .string($0.description) } ?? .null,
                     "lag": peer.lag.map { .integer(Int64($0)) } ?? .null,
                     "samePeerList": peer.samePeerList.map { .bool($0) } ?? .null,
+                    "upstream": peer.upstream.map { .string($0) } ?? .null,
                 ])
             }),
         ])
