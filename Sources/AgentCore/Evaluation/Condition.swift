@@ -1,16 +1,26 @@
 import Foundation
+import Synchronization
 
-/// A compiled `NSRegularExpression`. `NSRegularExpression` is immutable and documented thread-safe for matching but
-/// is not `Sendable` on Linux, hence the unchecked conformance.
+/// A rule's regular expression, compiled by ICU (`NSRegularExpression`) at its first search and kept: a compiled
+/// expression takes kilobytes, and most flags' regex conditions of a large tenant are never evaluated (server SDKs
+/// evaluate for themselves; earlier conditions fail first). `NSRegularExpression` is immutable and documented
+/// thread-safe for matching but is not `Sendable` on Linux, hence the unchecked conformance.
 public final class CompiledRegex: @unchecked Sendable {
     public let pattern: String
-    private let regex: NSRegularExpression
+    /// `nil` until the first search; then the expression, or `.some(nil)` when ICU rejects the pattern.
+    private let compiled = Mutex<NSRegularExpression??>(nil)
 
-    /// `nil` when ICU rejects the pattern.
-    public init?(_ pattern: String) {
-        guard let regex = try? NSRegularExpression(pattern: pattern, options: []) else { return nil }
+    public init(_ pattern: String) {
         self.pattern = pattern
-        self.regex = regex
+    }
+
+    private var regex: NSRegularExpression? {
+        compiled.withLock { stored in
+            if let stored { return stored }
+            let made = try? NSRegularExpression(pattern: pattern, options: [])
+            stored = .some(made)
+            return made
+        }
     }
 
     /// CPU time one search may take. The text is a user attribute an SDK sends (up to 64 KiB over a socket, 1 MiB over
@@ -19,8 +29,10 @@ public final class CompiledRegex: @unchecked Sendable {
     /// time, so a busy machine does not cut off an ordinary search.
     public static let searchBudgetNanos: UInt64 = 10_000_000
 
-    /// Unanchored search, like .NET `Regex.IsMatch(input, pattern)`; `nil` when it ran out of `searchBudgetNanos`.
+    /// Unanchored search, like .NET `Regex.IsMatch(input, pattern)`; `nil` when it ran out of `searchBudgetNanos` or
+    /// the pattern is not one ICU compiles (then the condition matches neither MatchRegex nor NotMatchRegex).
     public func isMatch(_ input: String) -> Bool? {
+        guard let regex else { return nil }
         var matched = false
         var timedOut = false
         var deadline: UInt64 = 0
@@ -77,8 +89,8 @@ public enum ConditionOperator: String, Sendable, CaseIterable {
 /// One rule condition, compiled once at parse time: numbers parsed, regexes compiled, lists decoded.
 struct Condition: Sendable {
     enum Test: Sendable {
-        /// Never matches: unknown operator, `null` condition value, unparseable numeric value, invalid regex,
-        /// invalid list JSON, invalid segment list.
+        /// Never matches: unknown operator, `null` condition value, unparseable numeric value, invalid list JSON,
+        /// invalid segment list. (An invalid regex is found at its first search and never matches either.)
         case never
         /// `user <op> ruleValue` with `ruleValue` already parsed (not NaN); `accept` lists the wanted
         /// `CompareTo` results.
@@ -141,8 +153,7 @@ struct Condition: Sendable {
         case .startsWith: return .startsWith(value)
         case .endsWith: return .endsWith(value)
         case .matchRegex, .notMatchRegex:
-            guard let regex = CompiledRegex(value) else { return .never }
-            return .regex(regex, negate: op == .notMatchRegex)
+            return .regex(CompiledRegex(value), negate: op == .notMatchRegex)
         case .isOneOf, .notOneOf:
             guard let decoded = decodeStringList(value) else { return .never }
             guard let list = decoded else { return op == .notOneOf ? .always : .never }
@@ -198,7 +209,7 @@ struct Condition: Sendable {
         case .endsWith(let v):
             return Ordinal.hasSuffix(userValue, v)
         case .regex(let regex, let negate):
-            // A search that runs out of time matches neither MatchRegex nor NotMatchRegex: it grants nothing.
+            // A search that runs out of time, or an invalid pattern, matches neither MatchRegex nor NotMatchRegex.
             guard let matched = regex.isMatch(userValue) else { return false }
             return matched != negate
         case .oneOf(let set, let negate):
