@@ -20,6 +20,10 @@ public struct EnvironmentSnapshot: Sendable {
     /// environment with equal versions but different items (a missed deletion) differ here. Computed once per
     /// rebuild of this environment, so comparing data sets costs per environment, not per item.
     public let digest: [UInt8]
+    /// Flag models by public key, compared ordinally, for evaluating one flag by key (OFREP). FeatBit keeps keys
+    /// unique in an environment; should a data set hold two flags with one key, a live flag wins over an archived
+    /// one, then the more recently updated (`sortedFlags` is in ascending `updatedAt` order).
+    private let flagModelsByKey: [OrdinalKey: FlagModel]
 
     public init(envId: String, secrets: [SecretRecord], flags: [String: DataItem], segments: [String: DataItem]) {
         self.envId = envId
@@ -32,6 +36,14 @@ public struct EnvironmentSnapshot: Sendable {
         self.version = max(sortedFlags.last?.updatedAt ?? 0, sortedSegments.last?.updatedAt ?? 0)
         self.serverFullMessage = SDKPayload.serverDataSync(eventType: .full, flags: sortedFlags, segments: sortedSegments)
         self.segmentModels = segments.compactMapValues(\.segmentModel)
+        var byKey: [OrdinalKey: FlagModel] = [:]
+        byKey.reserveCapacity(flags.count)
+        for model in sortedFlags.lazy.compactMap(\.flagModel) {
+            let key = OrdinalKey(model.key)
+            if let held = byKey[key], model.isArchived && !held.isArchived { continue }
+            byKey[key] = model
+        }
+        self.flagModelsByKey = byKey
         var hasher = SHA256()
         for secret in secrets.sorted(by: { $0.value < $1.value }) {
             hasher.update(data: Array("s \(secret.type.rawValue) \(secret.value)\n".utf8))
@@ -40,6 +52,11 @@ public struct EnvironmentSnapshot: Sendable {
             for item in items { hasher.update(data: Array("\(tag) \(item.id) \(item.updatedAt)\n".utf8)) }
         }
         self.digest = Array(hasher.finalize().prefix(8))
+    }
+
+    /// The flag whose public key is `key` (ordinal comparison), if the environment holds one.
+    public func flagModel(key: String) -> FlagModel? {
+        flagModelsByKey[OrdinalKey(key)]
     }
 
     /// Flags and segments strictly newer than `timestamp` (the patch filter of spec §2.4.1).
