@@ -378,3 +378,40 @@ def test_ofrep_insights_local_stay_on_the_machine(tmp_path, start_simulator, sta
     assert wait_until(lambda: any("ofrep-web-user" in body for body in kept()), timeout=10)
     time.sleep(1.5)
     assert insights_received(sim) == []
+
+
+# -- every node of a mesh --------------------------------------------------------------------------------------------
+
+def test_ofrep_every_mesh_node_answers_alike_with_the_same_etag(tmp_path):
+    from mesh import Mesh, wait_for
+    mesh = Mesh(tmp_path / "mesh", 3).start()
+    try:
+        mesh.wait_for_single_leader(15)
+        mesh.wait_converged(15)
+        context = {"context": {"targetingKey": TESTER["key"], "name": "tester", "country": "us"}}
+        auth = {"Authorization": f"Bearer {CLIENT_SECRET}"}
+
+        def answers():
+            out = {}
+            for node in mesh.nodes:
+                code, headers, text = post(node, "/ofrep/v1/evaluate/flags", context, auth)
+                single = post(node, "/ofrep/v1/evaluate/flags/return-10p-true", context, auth)
+                assert code == 200 and single[0] == 200, (node.id, code, text, single)
+                out[node.id] = (headers["ETag"], json.loads(text), json.loads(single[2]))
+            return out
+
+        before = answers()
+        assert len({json.dumps(a, sort_keys=True) for a in before.values()}) == 1, before
+        etag = next(iter(before.values()))[0]
+        for node in mesh.nodes:  # the tag of one node holds on every other
+            assert post(node, "/ofrep/v1/evaluate/flags", context, {**auth, "If-None-Match": etag})[0] == 304
+
+        change = mesh.change_flag("returns-true")
+        wait_for(lambda: all(post(n, "/ofrep/v1/evaluate/flags", context, {**auth, "If-None-Match": etag})[0] == 200
+                             for n in mesh.nodes), 10, message="the change to reach every node's OFREP answers")
+        after = answers()
+        assert len({json.dumps(a, sort_keys=True) for a in after.values()}) == 1, after
+        flag = next(f for f in next(iter(after.values()))[1]["flags"] if f["key"] == "returns-true")
+        assert flag["reason"] == ("DISABLED" if not change.enabled else "STATIC")
+    finally:
+        mesh.close()
