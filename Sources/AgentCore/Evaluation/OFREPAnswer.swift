@@ -100,7 +100,9 @@ public struct OFREPAnswer: Sendable {
     public static func etag(for user: EndUser, in env: EnvironmentSnapshot) -> String {
         var hasher = SHA256()
         hasher.update(data: env.digest)
-        hasher.update(data: JSONWriter.bytes(user.json))
+        var userBytes: [UInt8] = []
+        FlagUsageInsight.writeUser(user, into: &userBytes)  // properties are sorted by name (OFREPContext)
+        hasher.update(data: userBytes)
         let hex = hasher.finalize().prefix(8).map { byte -> String in
             let text = String(byte, radix: 16)
             return byte < 16 ? "0" + text : text

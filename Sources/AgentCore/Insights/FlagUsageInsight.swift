@@ -9,7 +9,7 @@ public enum FlagUsageInsight {
         guard !evaluations.isEmpty else { return [] }
         var out: [UInt8] = Array(#"[{"user":"#.utf8)
         out.reserveCapacity(160 + evaluations.count * 160)
-        JSONWriter.write(user.json, into: &out)
+        writeUser(user, into: &out)
         out.append(contentsOf: #","variations":["#.utf8)
         let stamp = Array(String(timestamp).utf8)
         for (index, evaluation) in evaluations.enumerated() {
@@ -28,5 +28,24 @@ public enum FlagUsageInsight {
         }
         out.append(contentsOf: "]}]".utf8)
         return out
+    }
+
+    /// `{"keyId":…,"name":…,"customizedProperties":[{"name":…,"value":…},…]}` (spec §4.3; `null`s written, as .NET
+    /// does), in the user's property order, straight into bytes: this runs for every OFREP evaluation.
+    static func writeUser(_ user: EndUser, into out: inout [UInt8]) {
+        out.append(contentsOf: #"{"keyId":"#.utf8)
+        JSONWriter.writeString(user.keyId, into: &out)
+        out.append(contentsOf: #","name":"#.utf8)
+        ClientPayload.writeOptionalString(user.name, into: &out)
+        out.append(contentsOf: #","customizedProperties":["#.utf8)
+        for (index, property) in user.customizedProperties.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"name":"#.utf8)
+            ClientPayload.writeOptionalString(property.name, into: &out)
+            out.append(contentsOf: #","value":"#.utf8)
+            ClientPayload.writeOptionalString(property.value, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "]}".utf8)
     }
 }

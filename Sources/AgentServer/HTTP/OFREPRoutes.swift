@@ -71,10 +71,7 @@ struct OFREPRoutes: Sendable {
         let candidates = Self.secrets(authorization: request.headers[values: .authorization],
                                       apiKey: request.headers[values: Self.apiKeyHeader])
         for secret in candidates {
-            guard let envId = SecretCodec.envId(fromSecret: secret),
-                  let env = snapshot.environments[envId.featbitString],
-                  env.secrets.contains(where: { $0.value == secret }) else { continue }
-            return (env, secret, nil)
+            if let env = Self.environment(holding: secret, in: snapshot) { return (env, secret, nil) }
         }
         if !snapshot.isInitialised {
             return (nil, nil, Response.json(.object(["errorDetails": .string("the agent has no data set yet")]),
@@ -86,23 +83,41 @@ struct OFREPRoutes: Sendable {
         return (nil, nil, Response.json(.object(["errorDetails": .string(details)]), status: .unauthorized))
     }
 
+    /// The environment that lists `secret` among its secrets: the one its record names (a hash lookup), else the one
+    /// embedded in the secret (spec §1.1), as the FeatBit SDK endpoints read it.
+    static func environment(holding secret: String, in snapshot: DataSnapshot) -> EnvironmentSnapshot? {
+        if let record = snapshot.secretIndex[secret], let env = snapshot.environments[record.envId],
+           env.secrets.contains(where: { $0.value == secret }) {
+            return env
+        }
+        guard let envId = SecretCodec.envId(fromSecret: secret), let env = snapshot.environments[envId.featbitString],
+              env.secrets.contains(where: { $0.value == secret }) else { return nil }
+        return env
+    }
+
     /// The secrets a request offers, in order: each `Authorization` value without a `Bearer` scheme (any case),
-    /// then each `X-API-Key` value.
+    /// then each `X-API-Key` value; surrounding spaces and tabs trimmed, empty values skipped.
     static func secrets(authorization: [String], apiKey: [String]) -> [String] {
         var out: [String] = []
         for value in authorization {
-            let trimmed = value.trimmingCharacters(in: .whitespaces)
-            if trimmed.count > 7, trimmed.prefix(7).lowercased() == "bearer " {
-                out.append(trimmed.dropFirst(7).trimmingCharacters(in: .whitespaces))
-            } else if !trimmed.isEmpty {
-                out.append(trimmed)
+            var text = trimmed(value.utf8[...])
+            if text.count > 7, text.prefix(7).elementsEqual("bearer ".utf8, by: { $0 | 0x20 == $1 }) {
+                text = trimmed(text.dropFirst(7))
             }
+            if !text.isEmpty { out.append(String(decoding: text, as: UTF8.self)) }
         }
         for value in apiKey {
-            let trimmed = value.trimmingCharacters(in: .whitespaces)
-            if !trimmed.isEmpty { out.append(trimmed) }
+            let text = trimmed(value.utf8[...])
+            if !text.isEmpty { out.append(String(decoding: text, as: UTF8.self)) }
         }
         return out
+    }
+
+    private static func trimmed(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
+        var bytes = bytes
+        while let first = bytes.first, first == 0x20 || first == 0x09 { bytes = bytes.dropFirst() }
+        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes = bytes.dropLast() }
+        return bytes
     }
 
     // MARK: - Helpers
@@ -124,9 +139,9 @@ struct OFREPRoutes: Sendable {
     /// Records the served evaluations as one flag-usage insight of the user, authorised by the request's secret (the
     /// environment FeatBit attributes it to).
     private func record(_ answer: OFREPAnswer, secret: String) {
-        guard let insights, let user = answer.user, !answer.served.isEmpty else { return }
+        guard let insights, insights.isRecording, let user = answer.user, !answer.served.isEmpty else { return }
         let body = FlagUsageInsight.body(user: user, evaluations: answer.served.map { ($0.flag, $0.result) },
                                          timestamp: clock())
-        insights.accept(body: body, authorization: secret)
+        insights.accept(ownInsights: body, events: 1, authorization: secret)
     }
 }
