@@ -16,7 +16,6 @@ import urllib.request
 
 import pytest
 from openfeature import api
-from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
@@ -121,7 +120,7 @@ def details(client, reference, key, context):
     return client.get_string_details(key, "\u0000default", context)
 
 
-def typed_attribute_flag(env_id, users):
+def typed_attribute_flag(env_id):
     """A flag whose rules read attributes the OFREP context carries typed (a number, a boolean, an object), so the
     documented string forms are what rules compare."""
     variations = [{"id": f"ta-{i}", "name": f"v{i}", "value": v} for i, v in enumerate(["young", "member", "meta", "other"])]
@@ -151,7 +150,7 @@ def test_ofrep_clients_get_what_the_featbit_python_sdk_evaluates(seed, start_age
     started = time.time()
     data = Generator(seed).generate()
     env_id, flags, segments, users = data["envId"], data["flags"], data["segments"], data["users"]
-    flags.append(typed_attribute_flag(env_id, users))
+    flags.append(typed_attribute_flag(env_id))
     rng = random.Random(seed)
     server_secret, client_secret = secret_for(env_id, rng), secret_for(env_id, rng)
     secrets = [{"type": "server", "projectKey": "ofrep", "envId": env_id, "envKey": "test", "value": server_secret},
@@ -216,7 +215,7 @@ def test_ofrep_clients_get_what_the_featbit_python_sdk_evaluates(seed, start_age
 
 
 def test_ofrep_typed_attributes_reach_rules_in_their_documented_string_form(start_agent):
-    data = fake_data_set(lambda flags, segments: flags.append(typed_attribute_flag(flags[0]["envId"], [])))
+    data = fake_data_set(lambda flags, segments: flags.append(typed_attribute_flag(flags[0]["envId"])))
     agent = start_agent({"Mode": "manual", "ApiKey": API_KEY, "ForwardEvents": "false"})
     assert agent.bootstrap(data)[0] == 200
     client = ofrep_client(agent, SERVER_SECRET)

@@ -33,8 +33,11 @@ struct OFREPRoutes: Sendable {
     }
 
     private func evaluateFlag(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let (env, secret, refusal) = authenticate(request)
-        guard let env, let secret else { return refusal! }
+        let env: EnvironmentSnapshot, secret: String
+        switch authenticate(request) {
+        case .granted(let granted, let offered): (env, secret) = (granted, offered)
+        case .refused(let response): return response
+        }
         let rawKey = context.parameters.get("key") ?? ""
         let key = rawKey.contains("%") ? (rawKey.removingPercentEncoding ?? rawKey) : rawKey
         guard let body = try await collectBody(request) else { return Self.tooLarge }
@@ -44,8 +47,11 @@ struct OFREPRoutes: Sendable {
     }
 
     private func evaluateFlags(_ request: Request) async throws -> Response {
-        let (env, secret, refusal) = authenticate(request)
-        guard let env, let secret else { return refusal! }
+        let env: EnvironmentSnapshot, secret: String
+        switch authenticate(request) {
+        case .granted(let granted, let offered): (env, secret) = (granted, offered)
+        case .refused(let response): return response
+        }
         guard let body = try await collectBody(request) else { return Self.tooLarge }
         let ifNoneMatch = request.headers[values: .ifNoneMatch]
         let answer = OFREPAnswer.bulk(body: body.readableBytesView,
@@ -55,7 +61,6 @@ struct OFREPRoutes: Sendable {
         var headers: HTTPFields = [.accessControlExposeHeaders: "ETag"]
         if let etag = answer.etag { headers[.eTag] = etag }
         if answer.status == 304 {
-            headers[.contentLength] = "0"
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentType] = "application/json; charset=utf-8"
@@ -65,22 +70,27 @@ struct OFREPRoutes: Sendable {
 
     // MARK: - Authentication
 
-    /// The environment and secret a request authenticates with, or the response refusing it.
-    private func authenticate(_ request: Request) -> (EnvironmentSnapshot?, String?, Response?) {
+    private enum Authentication {
+        /// The environment evaluated, and the secret that opened it (insights are attributed to it).
+        case granted(EnvironmentSnapshot, secret: String)
+        case refused(Response)
+    }
+
+    private func authenticate(_ request: Request) -> Authentication {
         let snapshot = store.snapshot
         let candidates = Self.secrets(authorization: request.headers[values: .authorization],
                                       apiKey: request.headers[values: Self.apiKeyHeader])
         for secret in candidates {
-            if let env = Self.environment(holding: secret, in: snapshot) { return (env, secret, nil) }
+            if let env = Self.environment(holding: secret, in: snapshot) { return .granted(env, secret: secret) }
         }
         if !snapshot.isInitialised {
-            return (nil, nil, Response.json(.object(["errorDetails": .string("the agent has no data set yet")]),
-                                            status: .serviceUnavailable))
+            return .refused(Response.json(.object(["errorDetails": .string("the agent has no data set yet")]),
+                                          status: .serviceUnavailable))
         }
         let details = candidates.isEmpty
             ? "an SDK secret is required: Authorization: Bearer <secret>, X-API-Key: <secret> or Authorization: <secret>"
             : "the secret is not an SDK secret of an environment this agent serves"
-        return (nil, nil, Response.json(.object(["errorDetails": .string(details)]), status: .unauthorized))
+        return .refused(Response.json(.object(["errorDetails": .string(details)]), status: .unauthorized))
     }
 
     /// The environment that lists `secret` among its secrets: the one its record names (a hash lookup), else the one
