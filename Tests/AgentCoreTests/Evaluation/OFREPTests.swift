@@ -315,6 +315,36 @@ struct OFREPTests {
         #expect(answer.served.map(\.flag.key) == ["ok"])
     }
 
+    /// Untrusted input never crashes and always gets an OFREP status with a JSON body: valid bodies mutated byte by
+    /// byte (seeded), and bodies of random bytes.
+    @Test func mutatedAndRandomBodiesGetAnAnswer() throws {
+        let env = try Self.fake()
+        var generator = SplitMix64(seed: 20240611)
+        let seeds = [#"{"context":{"targetingKey":"u-1","name":"n","age":42,"tags":["a",{"b":[1.5,true,null]}]}}"#,
+                     #"{"context":{"targetingKey":"\u00e9\ud83d\ude00","country":"us"}}"#, "{}", ""]
+        let inserts = Array(#"{}[]":,\0e-"#.utf8)
+        for round in 0..<4000 {
+            var body = Array(seeds[round % seeds.count].utf8)
+            if round % 5 == 4 {
+                body = (0..<Int(generator.next() % 64)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            } else {
+                for _ in 0...(generator.next() % 4) where !body.isEmpty {
+                    let at = Int(generator.next() % UInt64(body.count))
+                    switch generator.next() % 3 {
+                    case 0: body[at] = UInt8(truncatingIfNeeded: generator.next())
+                    case 1: body.remove(at: at)
+                    default: body.insert(inserts[Int(generator.next() % UInt64(inserts.count))], at: at)
+                    }
+                }
+            }
+            for answer in [OFREPAnswer.single(flagKey: "two-custom-rules", body: body, in: env),
+                           OFREPAnswer.bulk(body: body, ifNoneMatch: nil, in: env)] {
+                #expect([200, 400].contains(answer.status), "round \(round)")
+                #expect((try? JSONValue.parse(answer.body)) != nil, "round \(round)")
+            }
+        }
+    }
+
     // MARK: - Insight
 
     @Test func servedEvaluationsMakeOneFlagUsageInsight() throws {
@@ -342,5 +372,18 @@ struct OFREPTests {
         #expect(try step("individual-targeting", Eval.user("true-1")) == .targeted)
         #expect(try step("two-custom-rules", Eval.user("u", [("country", "cn")])) == .rule(1))
         #expect(try step("two-custom-rules", Eval.user("u")) == .defaultRule)
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failing round can be replayed.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
