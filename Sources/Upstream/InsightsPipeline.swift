@@ -72,6 +72,11 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
         self.logger = logger
     }
 
+    public var isRecording: Bool {
+        if case .drop = mode { return false }
+        return true
+    }
+
     /// Bodies waiting to be sent or stored.
     public var pendingCount: Int { buffer.withLock { $0.items.count } }
 
@@ -96,8 +101,21 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             logger.info("ignored an insight body that is not a JSON array", metadata: ["event": "insights-malformed"])
             return
         }
+        enqueue(body: body, events: insights.count, authorization: authorization)
+    }
+
+    public func accept(ownInsights body: [UInt8], events: Int, authorization: String) {
+        if case .drop = mode {
+            countDropped(events)
+            return
+        }
+        enqueue(body: body, events: events, authorization: authorization)
+    }
+
+    /// Buffers one body of `events` insight objects, or drops it (counted, logged later) when the buffer is full.
+    private func enqueue(body: [UInt8], events: Int, authorization: String) {
         let item = Pending(authorization: authorization, receivedAt: Int64(Date().timeIntervalSince1970 * 1000),
-                           body: body, events: insights.count)
+                           body: body, events: events)
         let fits = buffer.withLock { pending -> Bool in
             guard pending.items.count < settings.capacity, pending.bytes + item.size <= settings.maxBufferedBytes else {
                 return false
@@ -107,11 +125,11 @@ public final class InsightsPipeline: InsightSink, Service, Sendable {
             return true
         }
         if fits {
-            accepted.increment(by: insights.count)
-            acceptedCount.add(insights.count, ordering: .relaxed)
+            accepted.increment(by: events)
+            acceptedCount.add(events, ordering: .relaxed)
         } else {
-            countDropped(insights.count)
-            droppedSinceLog.add(insights.count, ordering: .relaxed)
+            countDropped(events)
+            droppedSinceLog.add(events, ordering: .relaxed)
         }
     }
 

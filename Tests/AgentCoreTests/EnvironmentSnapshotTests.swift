@@ -25,6 +25,10 @@ import Testing
         #expect(patched.serverFullMessage == built.serverFullMessage, context)
         #expect(Set(patched.segmentModels.keys) == Set(built.segmentModels.keys), context)
         #expect(patched.flags.count == built.flags.count && patched.segments.count == built.segments.count, context)
+        let keys = Set(built.flags.values.compactMap(\.key)).union((0..<12).map { "k\($0)" })
+        for key in keys {
+            #expect(patched.flagModel(key: key)?.id == built.flagModel(key: key)?.id, "key \(key), \(context)")
+        }
     }
 
     @Test(arguments: [1, 2, 3, 42, 1234] as [UInt64])
@@ -43,7 +47,11 @@ import Testing
                     let item = Fixtures.segment("s\(random.next(10))", updatedAt: updatedAt)
                     changedSegments[item.id] = item
                 } else {
-                    let item = Fixtures.flag("f\(random.next(40))", updatedAt: updatedAt)
+                    // Keys that change, collide (in some seeds) and archived duplicates: the by-key index must agree.
+                    var extra: [String: JSONValue] = [:]
+                    if seed % 2 == 1 || random.next(3) == 0 { extra["key"] = .string("k\(random.next(seed % 2 == 1 ? 12 : 60))") }
+                    if random.next(5) == 0 { extra["isArchived"] = .bool(true) }
+                    let item = Fixtures.flag("f\(random.next(40))", updatedAt: updatedAt, extra: extra)
                     changedFlags[item.id] = item
                 }
             }

@@ -56,6 +56,7 @@ func withTestAgent<T: Sendable>(
     initial: [EnvironmentData]? = nil,
     settings: StreamingHub.Settings = .init(),
     insights: (any InsightSink)? = nil,
+    forwardEvents: Bool = true,
     _ body: @Sendable (TestAgent) async throws -> T
 ) async throws -> T {
     let store = DataStore()
@@ -63,7 +64,9 @@ func withTestAgent<T: Sendable>(
     let status = AgentStatusBoard(mode: .manual)
     let hub = StreamingHub(store: store, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, settings: settings,
                            logger: TestAgent.logger)
-    let routes = AgentRoutes(hub: hub, status: status, settings: .init(apiKey: TestAgent.apiKey), insights: insights,
+    var routeSettings = AgentRoutes.Settings(apiKey: TestAgent.apiKey)
+    routeSettings.forwardEvents = forwardEvents
+    let routes = AgentRoutes(hub: hub, status: status, settings: routeSettings, insights: insights,
                              metrics: nil, logger: TestAgent.logger)
     hub.start()
     defer { hub.stop() }

@@ -38,4 +38,15 @@ import Testing
         insights.accept(body: Array(#"{"user":{}}"#.utf8), authorization: Self.secret)
         #expect(insights.pendingCount == 0)
     }
+
+    @Test func theAgentsOwnInsightsAreBoundedTooAndDroppedInDropMode() {
+        let insights = pipeline(capacity: 2, maxBytes: 1 << 20)
+        #expect(insights.isRecording)
+        for _ in 0..<5 { insights.accept(ownInsights: Self.body(padding: 10), events: 1, authorization: Self.secret) }
+        #expect(insights.pendingCount == 2)
+        let dropping = InsightsPipeline(mode: .drop, logger: Logger(label: "test"))
+        #expect(!dropping.isRecording)
+        dropping.accept(ownInsights: Self.body(padding: 10), events: 1, authorization: Self.secret)
+        #expect(dropping.pendingCount == 0)
+    }
 }

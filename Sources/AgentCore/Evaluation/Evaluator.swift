@@ -29,6 +29,17 @@ public struct EvaluationResult: Sendable, Equatable {
     }
 }
 
+/// The step of the evaluation order (spec §5.1) that chose a result.
+public enum EvaluationStep: Sendable, Equatable {
+    case archived
+    case disabled
+    case targeted
+    /// The rule at this index of the flag's `rules` matched.
+    case rule(Int)
+    /// No target or rule matched: the default rule (`fallthrough` in the flag JSON).
+    case defaultRule
+}
+
 /// The .NET flag evaluator (spec §5; `featbit: modules/evaluation-server/src/Domain/Evaluation/*.cs`, HEAD), made
 /// total: where .NET throws on malformed data this returns a defined result instead (see `FlagModel`, `Condition`).
 public enum Evaluator {
@@ -37,25 +48,33 @@ public enum Evaluator {
     public static func evaluate(
         flag: FlagModel, user: EndUser, segments: (String) -> SegmentModel?
     ) -> EvaluationResult {
+        decide(flag: flag, user: user, segments: segments).result
+    }
+
+    /// `evaluate`, also saying which step chose the result: a matched rule's reason is only its name, which may be
+    /// anything (even `default`), so callers that map reasons to another vocabulary (OFREP) need the step itself.
+    public static func decide(
+        flag: FlagModel, user: EndUser, segments: (String) -> SegmentModel?
+    ) -> (result: EvaluationResult, step: EvaluationStep) {
         // 1. archived [HEAD]
         if flag.isArchived {
-            return EvaluationResult(variationId: nil, value: nil, matchReason: MatchReason.flagArchived,
-                                    sendToExperiment: false)
+            return (EvaluationResult(variationId: nil, value: nil, matchReason: MatchReason.flagArchived,
+                                     sendToExperiment: false), .archived)
         }
         // 2. disabled
         if !flag.isEnabled {
-            return EvaluationResult(flag.disabledVariation, MatchReason.flagDisabled, false)
+            return (EvaluationResult(flag.disabledVariation, MatchReason.flagDisabled, false), .disabled)
         }
         // 3. individual targeting
         for target in flag.targets where target.keyIds.contains(user.keyId) {
-            return EvaluationResult(target.variation, MatchReason.targeted, flag.exptIncludeAllTargets)
+            return (EvaluationResult(target.variation, MatchReason.targeted, flag.exptIncludeAllTargets), .targeted)
         }
         // 4. rules, in order
-        for rule in flag.rules where matches(rule, user, segments) {
-            return rollout(flag, rule, user)
+        for (index, rule) in flag.rules.enumerated() where matches(rule, user, segments) {
+            return (rollout(flag, rule, user), .rule(index))
         }
         // 5. fallthrough
-        return rollout(flag, flag.defaultRule, user)
+        return (rollout(flag, flag.defaultRule, user), .defaultRule)
     }
 
     /// `evaluate` with the segments of the flag's environment in a dictionary keyed by segment id.

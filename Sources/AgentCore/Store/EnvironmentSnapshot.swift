@@ -31,6 +31,12 @@ public struct EnvironmentSnapshot: Sendable {
     private let secretsHash: UInt64
     private let itemsHash: UInt64
     private let fullMessage: LazyBytes
+    /// Flags by public key, compared ordinally, for evaluating one flag by key (OFREP). FeatBit keeps keys unique in
+    /// an environment; should a data set hold two flags with one key, a live flag wins over an archived one, then the
+    /// more recently updated. Items, not models, so indexing builds no model.
+    private let flagsByKey: [OrdinalKey: DataItem]
+    /// Whether two flags share a key (then every flag change rebuilds `flagsByKey`; otherwise it is patched).
+    private let hasKeyCollisions: Bool
 
     /// `{"messageType":"data-sync","data":{"eventType":"full",…}}` for server SDKs, written at its first use.
     public var serverFullMessage: [UInt8] {
@@ -43,14 +49,16 @@ public struct EnvironmentSnapshot: Sendable {
         var itemsHash: UInt64 = 0
         for item in sortedFlags { itemsHash ^= item.versionHash }
         for item in sortedSegments { itemsHash ^= item.versionHash }
+        let (byKey, collisions) = Self.keyIndex(sortedFlags)
         self.init(envId: envId, secrets: secrets, flags: flags, segments: segments, sortedFlags: sortedFlags,
                   sortedSegments: sortedSegments, segmentModels: segments.compactMapValues(\.segmentModel),
-                  secretsHash: Self.secretsHash(secrets), itemsHash: itemsHash)
+                  secretsHash: Self.secretsHash(secrets), itemsHash: itemsHash, flagsByKey: byKey,
+                  hasKeyCollisions: collisions)
     }
 
     private init(envId: String, secrets: [SecretRecord], flags: [String: DataItem], segments: [String: DataItem],
                  sortedFlags: [DataItem], sortedSegments: [DataItem], segmentModels: [String: SegmentModel],
-                 secretsHash: UInt64, itemsHash: UInt64) {
+                 secretsHash: UInt64, itemsHash: UInt64, flagsByKey: [OrdinalKey: DataItem], hasKeyCollisions: Bool) {
         self.envId = envId
         self.secrets = secrets
         self.flags = flags
@@ -62,6 +70,13 @@ public struct EnvironmentSnapshot: Sendable {
         self.secretsHash = secretsHash
         self.itemsHash = itemsHash
         self.fullMessage = LazyBytes()
+        self.flagsByKey = flagsByKey
+        self.hasKeyCollisions = hasKeyCollisions
+    }
+
+    /// The flag whose public key is `key` (ordinal comparison), if the environment holds one.
+    public func flagModel(key: String) -> FlagModel? {
+        flagsByKey[OrdinalKey(key)]?.flagModel
     }
 
     /// This environment with `changedFlags` and `changedSegments` put in place of the items with their ids (or added):
@@ -73,14 +88,44 @@ public struct EnvironmentSnapshot: Sendable {
         var sortedSegments = self.sortedSegments
         var segmentModels = self.segmentModels
         var itemsHash = self.itemsHash
-        for item in changedFlags { Self.put(item, into: &flags, sorted: &sortedFlags, hash: &itemsHash) }
+        var flagsByKey = self.flagsByKey
+        var rebuildKeys = hasKeyCollisions
+        for item in changedFlags {
+            let old = flags[item.id]
+            Self.put(item, into: &flags, sorted: &sortedFlags, hash: &itemsHash)
+            guard !rebuildKeys else { continue }
+            // Keys are unique so far: the old item's key entry goes, the new item's comes, unless that makes two.
+            if let old { flagsByKey[OrdinalKey(old.key ?? "")] = nil }
+            let key = OrdinalKey(item.key ?? "")
+            if flagsByKey[key] != nil { rebuildKeys = true } else { flagsByKey[key] = item }
+        }
+        var hasKeyCollisions = self.hasKeyCollisions
+        if rebuildKeys, !changedFlags.isEmpty { (flagsByKey, hasKeyCollisions) = Self.keyIndex(sortedFlags) }
         for item in changedSegments {
             Self.put(item, into: &segments, sorted: &sortedSegments, hash: &itemsHash)
             segmentModels[item.id] = item.segmentModel
         }
         return EnvironmentSnapshot(envId: envId, secrets: secrets, flags: flags, segments: segments,
                                    sortedFlags: sortedFlags, sortedSegments: sortedSegments, segmentModels: segmentModels,
-                                   secretsHash: secretsHash, itemsHash: itemsHash)
+                                   secretsHash: secretsHash, itemsHash: itemsHash, flagsByKey: flagsByKey,
+                                   hasKeyCollisions: hasKeyCollisions)
+    }
+
+    /// Flags by key, the later of two with one key winning unless it is archived and the earlier is not (models are
+    /// built only for such pairs); and whether any key is shared.
+    private static func keyIndex(_ sortedFlags: [DataItem]) -> ([OrdinalKey: DataItem], Bool) {
+        var byKey: [OrdinalKey: DataItem] = [:]
+        byKey.reserveCapacity(sortedFlags.count)
+        var collisions = false
+        for item in sortedFlags {
+            let key = OrdinalKey(item.key ?? "")
+            if let held = byKey[key] {
+                collisions = true
+                if item.flagModel?.isArchived == true && held.flagModel?.isArchived != true { continue }
+            }
+            byKey[key] = item
+        }
+        return (byKey, collisions)
     }
 
     /// Puts `item` in place of the item with its id (or adds it) in both indexes and the combined hash.

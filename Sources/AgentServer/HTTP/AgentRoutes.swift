@@ -4,8 +4,8 @@ import Hummingbird
 import Logging
 import Prometheus
 
-/// The HTTP API (spec §6): SDK endpoints, the admin API under `/api/public/proxy/` and its `/api/proxy/` alias,
-/// health, metrics, with CORS open to any origin as the official agent.
+/// The HTTP API (spec §6): SDK endpoints, OpenFeature's OFREP (`OFREPRoutes`), the admin API under
+/// `/api/public/proxy/` and its `/api/proxy/` alias, health, metrics, with CORS open to any origin as the official agent.
 public struct AgentRoutes: Sendable {
     public struct Settings: Sendable {
         public var apiKey: String?
@@ -49,7 +49,8 @@ public struct AgentRoutes: Sendable {
         let router = Router(context: BasicRequestContext.self, options: .caseInsensitive)
         router.add(middleware: CORSMiddleware(
             allowOrigin: .all,
-            allowHeaders: [.accept, .authorization, .contentType, .origin, .userAgent],
+            // X-API-Key and If-None-Match: what OFREP web providers send (OFREPRoutes).
+            allowHeaders: [.accept, .authorization, .contentType, .origin, .userAgent, OFREPRoutes.apiKeyHeader, .ifNoneMatch],
             allowMethods: [.get, .post, .put, .delete, .head, .options, .patch]
         ))
         router.get("/health/liveness") { _, _ in Response.text("Healthy") }
@@ -67,6 +68,7 @@ public struct AgentRoutes: Sendable {
         router.post("/api/public/insight/track") { request, context in
             try await trackInsights(request, context: context)
         }
+        OFREPRoutes(store: store, insights: settings.forwardEvents ? insights : nil, clock: clock).register(on: router)
         for prefix in ["/api/public/proxy", "/api/proxy"] {
             router.get("\(prefix)/status") { request, _ in adminStatus(request) }
             router.get("\(prefix)/backup") { request, _ in adminBackup(request) }
