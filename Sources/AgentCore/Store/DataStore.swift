@@ -13,6 +13,8 @@ public final class DataStore: Sendable {
     }
 
     private let current: Mutex<DataSnapshot>
+    /// The published snapshot's sequence, readable without the lock (set after the snapshot is published).
+    private let publishedSequence: Atomic<UInt64>
     /// Serialises writers; held across the whole apply (merge, journal, publish, notify) so the feed is ordered.
     private let writer = Mutex(WriterState())
     private let journal: (any ChangeJournal)?
@@ -21,7 +23,15 @@ public final class DataStore: Sendable {
 
     public init(initial: DataSnapshot = .empty, journal: (any ChangeJournal)? = nil) {
         self.current = Mutex(initial)
+        self.publishedSequence = Atomic(initial.sequence)
         self.journal = journal
+    }
+
+    /// The sequence of the current snapshot, one atomic load: hot paths that cache what they built from a snapshot
+    /// check it to know nothing changed, without copying the snapshot. A snapshot with this sequence or a newer one
+    /// is already published when it is read.
+    public var sequence: UInt64 {
+        publishedSequence.load(ordering: .acquiring)
     }
 
     /// The current snapshot; cheap (copies a few references).
@@ -65,6 +75,7 @@ public final class DataStore: Sendable {
             }
             let durable = journal?.persist(applied, metadata: metadata) ?? false
             current.withLock { $0 = applied.snapshot }
+            publishedSequence.store(applied.snapshot.sequence, ordering: .releasing)
             for subscriber in state.subscribers.values { subscriber(applied) }
             return ApplyOutcome(change: applied, durable: durable)
         }

@@ -35,6 +35,11 @@ final class SDKFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// The last `Authorization` seen on this connection and its environment id (SDKs reuse one secret).
     private var lastAuthorization: String?
     private var lastEnvId: String?
+    /// The last full body this connection sent, by environment and data sequence (no lock, no lookup while nothing
+    /// changed).
+    private var lastBody: (envId: String, sequence: UInt64, body: ByteBuffer)?
+    /// The last response head written, by second, body length and CORS need.
+    private var lastHead: (second: Int, length: Int, origin: Bool, head: HTTPResponse)?
 
     init(store: DataStore, cache: ServerPayloadCache, serverName: String) {
         self.store = store
@@ -91,18 +96,35 @@ final class SDKFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func respond(context: ChannelHandlerContext, envId: String, timestamp: Int64, origin: Bool) {
-        let body = cache.serverLatestAll(envId: envId, timestamp: timestamp, store: store)
+        let body: ByteBuffer
+        let sequence = store.sequence
+        if timestamp == 0, let last = lastBody, last.envId == envId, last.sequence == sequence {
+            body = last.body
+        } else {
+            body = cache.serverLatestAll(envId: envId, timestamp: timestamp, store: store)
+            if timestamp == 0 { lastBody = (envId, sequence, body) }
+        }
         cache.answered.add(1, ordering: .relaxed)
-        var fields = HTTPFields()
-        fields.reserveCapacity(5)
-        if body.readableBytes > 0 { fields[.contentType] = "application/json; charset=utf-8" }
-        fields[.contentLength] = String(body.readableBytes)
-        if origin { fields[.accessControlAllowOrigin] = "*" }
-        fields[.date] = HTTPDateHeader.now()
-        fields[.server] = serverName
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.head(responseHead(length: body.readableBytes, origin: origin))), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(body)), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// The response head for a body of `length` bytes, reused while the second (its `Date`), the length and the
+    /// CORS need stay the same: a polling SDK on a keep-alive connection gets the same head many times a second.
+    private func responseHead(length: Int, origin: Bool) -> HTTPResponse {
+        let second = time(nil)
+        if let last = lastHead, last.second == second, last.length == length, last.origin == origin { return last.head }
+        var fields = HTTPFields()
+        fields.reserveCapacity(5)
+        if length > 0 { fields[.contentType] = "application/json; charset=utf-8" }
+        fields[.contentLength] = String(length)
+        if origin { fields[.accessControlAllowOrigin] = "*" }
+        fields[.date] = HTTPDateHeader.format(epochSecond: second)
+        fields[.server] = serverName
+        let head = HTTPResponse(status: .ok, headerFields: fields)
+        lastHead = (second, length, origin, head)
+        return head
     }
 
     /// The `timestamp` of a request target whose path is `/api/public/sdk/server/latest-all` (ASCII case-insensitive):
@@ -178,20 +200,8 @@ final class ServerPayloadCache: Sendable {
     }
 }
 
-/// The `Date` header value (IMF-fixdate), formatted once per second.
+/// The `Date` header value (IMF-fixdate).
 enum HTTPDateHeader {
-    private static let cached = Mutex<(second: Int, text: String)>((-1, ""))
-
-    static func now() -> String {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        let second = time.tv_sec
-        if let text = cached.withLock({ $0.second == second ? $0.text : nil }) { return text }
-        let text = format(epochSecond: second)
-        cached.withLock { $0 = (second, text) }
-        return text
-    }
-
     static func format(epochSecond: Int) -> String {
         var seconds = time_t(epochSecond)
         var parts = tm()
