@@ -30,6 +30,30 @@ import Testing
         }
     }
 
+    /// The skim reads strings eight bytes at a time: a quote, escape, control character or non-ASCII byte at any
+    /// position of a long string must still be seen.
+    @Test func longStringsWithASpecialByteAtEveryPosition() {
+        let specials: [[UInt8]] = [Array(#"""#.utf8), Array(#"\"#.utf8), Array(#"A"#.utf8), [0x0A], [0x1F], [0x7F],
+                                   Array("é".utf8), [0xC3], [0xFF], Array("😀".utf8), [UInt8(ascii: "\"")]]
+        for special in specials {
+            for position in 0..<24 {
+                let text = Array(repeating: UInt8(ascii: "a"), count: position) + special
+                    + Array(repeating: UInt8(ascii: "b"), count: 24 - position)
+                let document = Array(#"{"id":""#.utf8) + text + Array(#"","k":"tail"}"#.utf8)
+                let parsed = document.withUnsafeBytes { JSONReader.parse($0) }
+                let skimmed = document.withUnsafeBytes { JSONReader.topLevelStrings($0, keys: ["id", "k"]) }
+                #expect((parsed != nil) == (skimmed != nil), "\(special) at \(position)")
+                #expect(skimmed?["id"] == parsed?["id"]?.stringValue && skimmed?["k"] == parsed?["k"]?.stringValue)
+                // The same string as a value the skim only steps over.
+                let skipped = Array(#"{"x":""#.utf8) + text + Array(#"","id":"after"}"#.utf8)
+                let parsedSkipped = skipped.withUnsafeBytes { JSONReader.parse($0) }
+                let skimmedSkipped = skipped.withUnsafeBytes { JSONReader.topLevelStrings($0, keys: ["id"]) }
+                #expect((parsedSkipped != nil) == (skimmedSkipped != nil), "skipped \(special) at \(position)")
+                #expect(skimmedSkipped?["id"] == parsedSkipped?["id"]?.stringValue)
+            }
+        }
+    }
+
     @Test func refusesInvalidUTF8AndDeepNesting() {
         var bytes = Array(#"{"id":"a"#.utf8) + [0xFF] + Array(#""}"#.utf8)
         #expect(bytes.withUnsafeBytes { JSONReader.topLevelStrings($0, keys: ["id"]) } == nil)

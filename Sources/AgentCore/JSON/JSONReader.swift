@@ -312,6 +312,13 @@ public enum JSONReader {
         private mutating func skimString() -> Bool {
             let start = index
             index += 1
+            // Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII.
+            let raw = UnsafeRawPointer(bytes)
+            while index + 8 <= count {
+                let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                guard !Self.needsAttention(word) else { break }
+                index += 8
+            }
             while index < count {
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
@@ -323,6 +330,18 @@ public enum JSONReader {
             }
             index = start
             return string() != nil
+        }
+
+        /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (the classic "has a zero byte" test).
+        @inline(__always)
+        private static func needsAttention(_ word: UInt64) -> Bool {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+            return word & highs != 0
+                || hasZeroByte(word ^ (ones &* 0x22))
+                || hasZeroByte(word ^ (ones &* 0x5C))
+                || (word &- ones &* 0x20) & ~word & highs != 0
         }
 
         /// The number grammar alone; a number with an exponent goes through `number()` (which refuses overflow).
