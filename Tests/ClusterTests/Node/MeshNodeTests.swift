@@ -30,25 +30,39 @@ import Testing
         return try DataSetParser.parseBootstrap(try JSONValue.parse(Array(text.utf8)))
     }
 
+    /// `count` distinct ports that are free now, chosen below the kernel's ephemeral range. The nodes bind them only
+    /// after the first node has started dialling the others, and a port from the ephemeral range (what binding port 0
+    /// hands out) can by then be the source port of one of those dials or of another test's connection: a fresh-clone
+    /// CI run failed once with "Address already in use" that way.
     static func freePorts(_ count: Int) throws -> [Int] {
+        let range = ((try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "")
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        let lower = 10_000
+        let upper = max(lower + 1_000, (range.first ?? 32_768) - 1)
         var ports: [Int] = []
-        var sockets: [Int32] = []
-        defer { for s in sockets { close(s) } }
-        for _ in 0..<count {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = 0
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) } }
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) }
-            }
-            ports.append(Int(UInt16(bigEndian: address.sin_port)))
-            sockets.append(s)
+        for _ in 0..<1_000 where ports.count < count {
+            let port = Int.random(in: lower..<upper)
+            if !ports.contains(port), canBind(port) { ports.append(port) }
         }
+        guard ports.count == count else { throw NoFreePorts(description: "no \(count) free ports in \(lower)..<\(upper)") }
         return ports
+    }
+
+    struct NoFreePorts: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Whether 127.0.0.1:`port` can be bound now (without SO_REUSEADDR, so a port in TIME_WAIT is refused too).
+    static func canBind(_ port: Int) -> Bool {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { return false }
+        defer { close(s) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) } } == 0
     }
 
     static func startMesh(directory: String) async throws -> [TestNode] {
