@@ -642,13 +642,18 @@ class Mesh:
 
     # -- probes
 
+    # What `probe` makes, and how long `probe_all` waits by default (the fault harness's namespaces need longer).
+    probe_class = Probe
+    probe_timeout = 10
+
     def probe(self, node):
-        p = Probe(node)
+        p = self.probe_class(node)
         self.probes.append(p)
         return p
 
-    def probe_all(self, nodes=None, timeout=10):
+    def probe_all(self, nodes=None, timeout=None):
         """A probe on every node (default: all live), waiting until each has its first full data set."""
+        timeout = self.probe_timeout if timeout is None else timeout
         probes = {n.id: self.probe(n) for n in (nodes or self.live())}
         wait_for(lambda: all(p.messages > 0 for p in probes.values()), timeout, message="every probe's data set")
         return probes

@@ -45,29 +45,25 @@ def main():
         print(f"# run {run_id}: namespaces {run_id}-{{br,sim,cli,n1..n5}}, logs in {rundir}", flush=True)
         if args.what == "suite":
             from fault.scenarios import SCENARIOS, run_one
-            only = {s.strip() for s in args.only.split(",") if s.strip()}
             baseline = {}
-            for sid, name, fn, limit in SCENARIOS:
-                if only and str(sid) not in only:
-                    continue
-                line = run_one(run, rundir, sid, name, fn, limit, baseline)
-                print(json.dumps(line), flush=True)
-                if line["result"] == "pass":
-                    passed += 1
-                else:
-                    failed += 1
+            table = SCENARIOS
+            def run_entry(sid, name, fn, limit):
+                return run_one(run, rundir, sid, name, fn, limit, baseline)
         else:
             from fault.soak import SOAKS, run_soak
-            only = {s.strip() for s in args.only.split(",") if s.strip()}
-            for sid, name, fn, limit in SOAKS:
-                if only and sid not in only:
-                    continue
-                line = run_soak(run, rundir, sid, name, fn, limit, args)
-                print(json.dumps(line), flush=True)
-                if line["result"] == "pass":
-                    passed += 1
-                else:
-                    failed += 1
+            table = SOAKS
+            def run_entry(sid, name, fn, limit):
+                return run_soak(run, rundir, sid, name, fn, limit, args)
+        only = {s.strip() for s in args.only.split(",") if s.strip()}
+        for sid, name, fn, limit in table:
+            if only and str(sid) not in only:
+                continue
+            line = run_entry(sid, name, fn, limit)
+            print(json.dumps(line), flush=True)
+            if line["result"] == "pass":
+                passed += 1
+            else:
+                failed += 1
     except KeyboardInterrupt as e:
         print(f"# interrupted ({e}); cleaning up", flush=True)
         failed += 1

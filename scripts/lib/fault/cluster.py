@@ -383,6 +383,8 @@ class Observer:
 
 class NsMesh(e2e.Mesh):
     """e2e.Mesh with every process in the namespaces of `run`. Nodes are n1…nN (`index` = last octet)."""
+    probe_class = NsProbe
+    probe_timeout = 15
 
     def __init__(self, run, workdir, n=3, profile="lan", mode="auto", data_set=None, heartbeat_ms=None,
                  election_ms=None):
@@ -458,16 +460,6 @@ class NsMesh(e2e.Mesh):
 
     def peer_port(self, a, b):
         return CLUSTER_PORT
-
-    def probe(self, node):
-        p = NsProbe(node)
-        self.probes.append(p)
-        return p
-
-    def probe_all(self, nodes=None, timeout=15):
-        probes = {n.id: self.probe(n) for n in (nodes or self.live())}
-        wait_for(lambda: all(p.messages > 0 for p in probes.values()), timeout, message="every probe's data set")
-        return probes
 
     def role_events(self):
         events = []
