@@ -111,6 +111,28 @@ import Testing
         #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse([0x22, 0xFF, 0xFE, 0x22]) }
     }
 
+    /// Only the strict reader decides what is JSON: what Foundation's lenient decoder would take (a trailing comma)
+    /// is refused, and the error says where, in words fit for a 400 body or a log line.
+    @Test func errorsSayWhereAndWhy() {
+        func error(_ text: String) -> String? {
+            do {
+                _ = try JSONValue.parse(text)
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        #expect(error("[1,]") == "invalid JSON at line 1, column 4 (byte 3): unexpected character ']'")
+        #expect(error(#"{"a":1,}"#) == "invalid JSON at line 1, column 8 (byte 7): unexpected character '}'")
+        #expect(error("{\n  \"a\": tru\n}") == "invalid JSON at line 2, column 8 (byte 9): unexpected character 't'")
+        #expect(error(#"{"a":"#) == "invalid JSON at line 1, column 6 (byte 5): unexpected end of the document")
+        #expect(error("") == "invalid JSON: the document is empty")
+        #expect(error("[1] [2]") == "invalid JSON at line 1, column 5 (byte 4): content after the document")
+        #expect(error("[1e999]") == "invalid JSON at line 1, column 2 (byte 1): number out of range")
+        #expect(error(String(repeating: "[", count: 600)) == "invalid JSON at line 1, column 512 (byte 511): nested deeper than 511 levels")
+        #expect(error("\u{1}") == "invalid JSON at line 1, column 1 (byte 0): unexpected byte 0x1")
+    }
+
     /// What Foundation's JSON decoder gave (the parser before this one), kept: data already stored and compared by
     /// its bytes must not change representation.
     @Test func numbersAndRepeatedKeysReadAsTheDecoderReadThem() throws {

@@ -19,8 +19,7 @@ import Testing
         #"{"a":-}"#, #"{id:1}"#, #"{"a":{"b":}}"#, "",
     ])
     func acceptsExactlyWhatTheParserAccepts(text: String) {
-        // JSONReader, the strict parser; JSONValue.parse falls back to Foundation's lenient decoder (trailing commas)
-        // for documents from outside, and stored rows are JSONWriter's output.
+        // JSONReader, the strict parser behind JSONValue.parse; stored rows are JSONWriter's output.
         let parsed = Array(text.utf8).withUnsafeBytes { JSONReader.parse($0) }
         let skimmed = Self.skim(text)
         let isObject = if case .object = parsed { true } else { false }

@@ -317,7 +317,7 @@ import Testing
 
     /// A peer that proved itself once but then stalls in a second handshake is closed by the timeout too.
     @Test func aStalledHandshakeAfterHelloTimesOut() async throws {
-        try await Self.withTransport({ $0.handshakeTimeout = .milliseconds(300) }) { a, group in
+        try await Self.withTransport({ $0.handshakeTimeout = .seconds(1) }) { a, group in
             let handshake = try await Self.rawHandshake(port: a.port, group: group)
             #expect(await handshake.raw.waitClosed(timeout: .seconds(5)))
             #expect(await TransportTesting.wait { a.events.refusals.count == 1 })

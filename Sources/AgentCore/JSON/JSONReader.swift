@@ -12,11 +12,20 @@ public enum JSONReader {
     }
 
     public static func parse(_ raw: UnsafeRawBufferPointer) -> JSONValue? {
-        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        try? parseOrExplain(raw).get()
+    }
+
+    /// Parses one document, or says where and why it is not JSON (line, column and byte of the first byte that does
+    /// not fit), in words fit for a 400 body or a log line.
+    public static func parseOrExplain(_ raw: UnsafeRawBufferPointer) -> Result<JSONValue, JSONValue.ParseError> {
+        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count > 0 else {
+            return .failure(.init(description: "invalid JSON: the document is empty"))
+        }
         var reader = Reader(bytes: base, count: raw.count)
-        guard let value = reader.value() else { return nil }
+        guard let value = reader.value() else { return .failure(reader.explain(nil)) }
         reader.skipWhitespace()
-        return reader.index == reader.count ? value : nil
+        guard reader.index == reader.count else { return .failure(reader.explain("content after the document")) }
+        return .success(value)
     }
 
     /// Checks that `raw` is one JSON document, as this reader's `parse` would accept it, without building it, and returns the
@@ -39,10 +48,35 @@ public enum JSONReader {
         let count: Int
         var index = 0
         var depth = 0
+        /// Why parsing stopped, where the position alone does not tell.
+        var problem: String?
 
         init(bytes: UnsafePointer<UInt8>, count: Int) {
             self.bytes = bytes
             self.count = count
+        }
+
+        /// The error for a parse that stopped at `index`.
+        func explain(_ override: String?) -> JSONValue.ParseError {
+            var line = 1
+            var lineStart = 0
+            for offset in 0..<min(index, count) where bytes[offset] == 0x0A {
+                line += 1
+                lineStart = offset + 1
+            }
+            let place = "line \(line), column \(min(index, count) - lineStart + 1) (byte \(min(index, count)))"
+            let what: String
+            if let reason = override ?? problem {
+                what = reason
+            } else if index >= count {
+                what = "unexpected end of the document"
+            } else {
+                let byte = bytes[index]
+                what = byte >= 0x20 && byte < 0x7F
+                    ? "unexpected character '\(Character(Unicode.Scalar(byte)))'"
+                    : "unexpected byte 0x\(String(byte, radix: 16, uppercase: true))"
+            }
+            return JSONValue.ParseError(description: "invalid JSON at \(place): \(what)")
         }
 
         mutating func skipWhitespace() {
@@ -80,7 +114,7 @@ public enum JSONReader {
         private mutating func object() -> JSONValue? {
             depth += 1
             defer { depth -= 1 }
-            guard depth < 512 else { return nil }
+            guard depth < 512 else { return tooDeep() }
             index += 1
             var members: [String: JSONValue] = [:]
             skipWhitespace()
@@ -108,10 +142,15 @@ public enum JSONReader {
             }
         }
 
+        private mutating func tooDeep() -> JSONValue? {
+            problem = "nested deeper than 511 levels"
+            return nil
+        }
+
         private mutating func array() -> JSONValue? {
             depth += 1
             defer { depth -= 1 }
-            guard depth < 512 else { return nil }
+            guard depth < 512 else { return tooDeep() }
             index += 1
             var elements: [JSONValue] = []
             skipWhitespace()
@@ -221,7 +260,11 @@ public enum JSONReader {
             guard let integral = numberGrammar() else { return nil }
             let text = String(decoding: UnsafeBufferPointer(start: bytes + start, count: index - start), as: UTF8.self)
             if integral, let value = Int64(text) { return .integer(value) }
-            guard let value = Double(text), value.isFinite else { return nil }
+            guard let value = Double(text), value.isFinite else {
+                index = start
+                problem = "number out of range"
+                return nil
+            }
             // An integral value that fits Int64 is an integer, however it is written.
             if value == value.rounded(), value >= -9.223372036854775808e18, value < 9.223372036854775808e18 {
                 return .integer(Int64(value))

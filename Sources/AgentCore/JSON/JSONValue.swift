@@ -91,17 +91,12 @@ extension JSONValue: Codable {
 }
 
 extension JSONValue {
-    /// Parses one JSON document. Throws `JSONValue.ParseError` for anything that is not valid JSON.
+    /// Parses one JSON document (`JSONReader`'s rules). Throws `JSONValue.ParseError`, saying where and why, for
+    /// anything that is not valid JSON.
     public static func parse<Bytes: Collection>(_ bytes: Bytes) throws(ParseError) -> JSONValue where Bytes.Element == UInt8 {
-        let parsed = bytes.withContiguousStorageIfAvailable { JSONReader.parse(UnsafeRawBufferPointer($0)) }
-            ?? Array(bytes).withUnsafeBytes { JSONReader.parse($0) }
-        if let parsed { return parsed }
-        // Not JSON (or nothing JSONReader takes): Foundation's decoder says why, in words fit for a 400 or a log line.
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch {
-            throw ParseError(description: Self.describe(error))
-        }
+        let result = bytes.withContiguousStorageIfAvailable { JSONReader.parseOrExplain(UnsafeRawBufferPointer($0)) }
+            ?? Array(bytes).withUnsafeBytes { JSONReader.parseOrExplain($0) }
+        return try result.get()
     }
 
     public static func parse(_ text: String) throws(ParseError) -> JSONValue {
@@ -111,17 +106,5 @@ extension JSONValue {
     /// Why a document is not JSON, in a form fit for a 400 body or a log line.
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public let description: String
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let decodingError = error as? DecodingError {
-            switch decodingError {
-            case .dataCorrupted(let context):
-                return "invalid JSON: \(context.debugDescription)"
-            default:
-                return "invalid JSON"
-            }
-        }
-        return "invalid JSON"
     }
 }
