@@ -32,6 +32,8 @@ let package = Package(
             name: "AgentCore",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
+                // Only for the log lines shared by the sources that refuse invalid items (RefusedItemsLog).
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // featbit.db via GRDB.

@@ -191,6 +191,8 @@ public struct AgentRuntime: Sendable {
             voteRecordPath: MeshVoteRecord.path(forDatabase: dbPath))
         let applied = MeshData.position(database?.metadata(MeshData.appliedKey)) ?? .zero
         let fullEpoch = MeshData.position(database?.metadata(MeshData.fullEpochKey)) ?? .zero
+        // One record of refused items for both sources a node can have (the upstream while it leads, the leader).
+        let refused = RefusedItems(status: status)
 
         var duty: MeshNode.UpstreamDuty?
         let nodeBox = NodeBox()
@@ -208,12 +210,12 @@ public struct AgentRuntime: Sendable {
                     case .notLeader: return nil
                     }
                 },
-                onStateChange: { state in nodeBox.node?.upstreamStateChanged(state) })
+                onStateChange: { state in nodeBox.node?.upstreamStateChanged(state) }, refused: refused)
             duty = LeaderUpstream(client: client, registrar: registrar, streamingUri: streamingUri, logger: logger).duty
             notes.append("mesh: only the leader syncs from \(streamingUri) (as agent \(configuration.agentId))")
         }
         let node = MeshNode(settings: settings, store: store, applied: applied, fullEpoch: fullEpoch, status: status,
-                            upstream: duty, logger: logger)
+                            upstream: duty, logger: logger, refused: refused)
         nodeBox.node = node
         notes.append("mesh node \(cluster.nodeId) (\(cluster.isWitness ? "witness" : "voter")) on \(cluster.listenHost):\(cluster.listenPort) "
                      + "with peers \(cluster.peers.map { "\($0.nodeId)@\($0.address)" }.joined(separator: ", ")); "

@@ -60,12 +60,15 @@ public final class UpstreamClient: Service, Sendable {
     private let messagesApplied = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "applied")])
     private let messagesRejected = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "rejected")])
     private let reconnects = Counter(label: "featbit_agent_upstream_reconnects_total")
+    private let itemsRefused = Counter(label: RefusedItemsLog.metric, dimensions: [("source", "upstream")])
+    private let refused: RefusedItems
 
     /// - Parameter agentId: the registered agent id, once registration succeeded (status reports wait for it).
     public init(settings: Settings, store: DataStore, status: AgentStatusBoard, logger: Logger,
                 agentId: @escaping @Sendable () -> String?, apply: Apply? = nil,
-                onStateChange: (@Sendable (SyncState) -> Void)? = nil) {
+                onStateChange: (@Sendable (SyncState) -> Void)? = nil, refused: RefusedItems? = nil) {
         self.settings = settings
+        self.refused = refused ?? RefusedItems(status: status)
         self.store = store
         self.status = status
         self.logger = logger
@@ -171,11 +174,13 @@ public final class UpstreamClient: Service, Sendable {
         switch UpstreamMessage.parse(bytes) {
         case .success(.ignored):
             return
-        case .success(.full(let environments)):
-            let applied = await apply(.replace(environments))
+        case .success(.full(let parsed)):
+            guard admit(parsed, kind: "rp_full") else { return }
+            let applied = await apply(.replace(parsed.environments))
             accepted(kind: "rp_full", changed: applied)
-        case .success(.patch(let environments)):
-            let applied = await apply(.upsert(environments))
+        case .success(.patch(let parsed)):
+            guard admit(parsed, kind: "patch") else { return }
+            let applied = await apply(.upsert(parsed.environments))
             accepted(kind: "patch", changed: applied)
         case .failure(let rejection):
             messagesRejected.increment()
@@ -185,6 +190,27 @@ public final class UpstreamClient: Service, Sendable {
                 "event": "upstream-message-rejected", "reason": "\(rejection)", "bytes": "\(bytes.count)",
             ])
         }
+    }
+
+    /// Records and logs the items a message refused; false when it refused every item it carried (then nothing of it
+    /// is applied: the stored version does not move, and the link reports Interrupted).
+    private func admit(_ parsed: DataSetParser.Parsed, kind: String) -> Bool {
+        guard !parsed.refused.isEmpty else {
+            refused.record(source: "upstream", parsed, replacesAll: kind == "rp_full")
+            return true
+        }
+        itemsRefused.increment(by: Int64(parsed.refused.count))
+        let fresh = refused.record(source: "upstream", parsed, replacesAll: kind == "rp_full" && !parsed.refusedEveryItem)
+        RefusedItemsLog.log(fresh, source: "upstream", message: kind, logger: logger)
+        guard parsed.refusedEveryItem else { return true }
+        messagesRejected.increment()
+        sync.withLock { $0.applyFailed() }
+        publish()
+        logger.error("every item of a message from the FeatBit server was invalid; nothing of it applied", metadata: [
+            "event": "upstream-message-rejected", "reason": "every item invalid", "kind": "\(kind)",
+            "refused": "\(parsed.refused.count)",
+        ])
+        return false
     }
 
     private func accepted(kind: String, changed: AppliedChange?) {

@@ -22,9 +22,9 @@ import Testing
     }
 
     @Test(arguments: [
-        ("id", "items[0].featureFlags[0]: missing or non-string \"id\""),
-        ("envId", "items[0].featureFlags[0]: missing or non-string \"envId\""),
-        ("updatedAt", "items[0].featureFlags[0]: missing or non-string \"updatedAt\""),
+        ("id", "items[0].featureFlags[0].id: missing or not a non-empty string"),
+        ("envId", "items[0].featureFlags[0].envId: missing or not a string"),
+        ("updatedAt", "items[0].featureFlags[0].updatedAt: missing or not a string"),
     ])
     func missingMandatoryFieldIsNamed(field: String, message: String) throws {
         guard case .object(var flag) = Fixtures.flagJSON(id: "f1", updatedAt: 1000) else { return }
@@ -44,7 +44,7 @@ import Testing
             item[field] = nil
             let body: JSONValue = .object(["eventType": .string("rp_full"), "items": .array([.object(item)])])
             let error = #expect(throws: DataSetError.self) { try DataSetParser.parseBootstrap(body) }
-            #expect(error?.description.hasPrefix("items[0]: missing \"\(field)\"") == true)
+            #expect(error?.description.hasPrefix("items[0].\(field): missing") == true, "\(String(describing: error))")
         }
         let patch = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[],"featureFlags":[]}]}}"#
         guard case .success(.patch) = UpstreamMessage.parse(Array(patch.utf8)) else {
@@ -58,13 +58,13 @@ import Testing
         #expect(throws: DataSetError("missing \"items\"")) {
             try DataSetParser.parseBootstrap(.object(["eventType": .string("rp_full")]))
         }
-        #expect(throws: DataSetError("\"items\" is not an array")) {
+        #expect(throws: DataSetError("expected a list", path: "items")) {
             try DataSetParser.parseBootstrap(.object(["eventType": .string("rp_full"), "items": .string("x")]))
         }
         let error = #expect(throws: DataSetError.self) {
             try DataSetParser.parseBootstrap(.object(["eventType": .string("x"), "items": .array([.object(["envId": .string("nope")])])]))
         }
-        #expect(error?.description == "items[0]: \"envId\" is not a GUID: nope")
+        #expect(error?.description == "items[0].envId: is not a GUID: nope")
         #expect(throws: DataSetError.self) {
             try DataItem(kind: .segment, json: Fixtures.segmentJSON(id: "s", updatedAt: 1).replacing("updatedAt", with: .string("soon")))
         }

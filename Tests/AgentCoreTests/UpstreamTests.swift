@@ -5,16 +5,17 @@ import Testing
     @Test func rpFullReplacesWithSecrets() throws {
         let body = try Fixtures.fakeDataBootstrap()
         let message = JSONWriter.bytes(.object(["messageType": .string("data-sync"), "data": body.replacing("eventType", with: .string("rp_full"))]))
-        guard case .success(.full(let environments)) = UpstreamMessage.parse(message) else { Issue.record("not a full"); return }
-        #expect(environments.first?.secrets?.count == 2)
-        #expect(environments.first?.flags.count == 5)
+        guard case .success(.full(let parsed)) = UpstreamMessage.parse(message) else { Issue.record("not a full"); return }
+        #expect(parsed.refused.isEmpty, "FeatBit's own fake data is valid")
+        #expect(parsed.environments.first?.secrets?.count == 2)
+        #expect(parsed.environments.first?.flags.count == 5)
     }
 
     @Test func rpPatchNeverCarriesSecretsAndPushedPatchGroupsByEntityEnv() throws {
         let flag = Fixtures.flagJSON(id: "f1", env: Fixtures.envB, updatedAt: 10)
         let rpPatch = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[{"type":"server","value":"\#(Fixtures.serverSecretA)"}],"featureFlags":[],"segments":[]}]}}"#
         guard case .success(.patch(let patched)) = UpstreamMessage.parse(Array(rpPatch.utf8)) else { Issue.record("not a patch"); return }
-        #expect(patched.first?.secrets == nil)
+        #expect(patched.environments.first?.secrets == nil)
         // Their secrets are never used, so a malformed one does not cost the patch its flags.
         let flagText = JSONWriter.string(Fixtures.flagJSON(id: "f2", updatedAt: 20))
         let oddSecrets = #"{"messageType":"data-sync","data":{"eventType":"rp_patch","items":[{"envId":"\#(Fixtures.envA)","secrets":[{"type":7}],"featureFlags":[\#(flagText)],"segments":[]}]}}"#
@@ -22,12 +23,13 @@ import Testing
             Issue.record("a patch with a malformed secret was rejected")
             return
         }
-        #expect(withOddSecrets.first?.flags.map(\.id) == ["f2"])
+        #expect(withOddSecrets.environments.first?.flags.map(\.id) == ["f2"])
+        #expect(withOddSecrets.refused.isEmpty)
         let push = JSONWriter.bytes(.object(["messageType": .string("data-sync"), "data": .object([
             "eventType": .string("patch"), "featureFlags": .array([flag]), "segments": .array([]),
         ])]))
         guard case .success(.patch(let environments)) = UpstreamMessage.parse(push) else { Issue.record("not a patch"); return }
-        #expect(environments.map(\.envId) == [Fixtures.envB])
+        #expect(environments.environments.map(\.envId) == [Fixtures.envB])
     }
 
     @Test func badUpstreamInputIsRejectedWithAReason() {
@@ -37,7 +39,17 @@ import Testing
         }
         #expect(reason("{{{")?.hasPrefix("not JSON") == true)
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_teleport","items":[]}}"#) == "unknown data-sync eventType \"rp_teleport\"")
-        #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"patch","featureFlags":[{"id":"x","envId":"\#(Fixtures.envA)"}]}}"#)?.contains("updatedAt") == true)
+        #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"patch","featureFlags":{"id":"x"}}}"#)
+                == "featureFlags: expected a list")
+        // An item without its version is refused on its own; the message around it is not malformed.
+        let unversioned = #"{"messageType":"data-sync","data":{"eventType":"patch","featureFlags":[{"id":"x","envId":"\#(Fixtures.envA)"}]}}"#
+        guard case .success(.patch(let parsed)) = UpstreamMessage.parse(Array(unversioned.utf8)) else {
+            Issue.record("a patch with one invalid flag was not parsed")
+            return
+        }
+        #expect(parsed.refusedEveryItem)
+        #expect(parsed.refused.first?.id == "x")
+        #expect(parsed.refused.first?.error.problems.first?.description == "featureFlags[0].updatedAt: missing or not a string")
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_full"}}"#) == "missing \"items\"")
         // An rp_full item without its secrets would lock every SDK of that environment out: rejected instead.
         #expect(reason(#"{"messageType":"data-sync","data":{"eventType":"rp_full","items":[{"envId":"\#(Fixtures.envA)","featureFlags":[],"segments":[]}]}}"#)?.contains("secrets") == true)

@@ -122,8 +122,8 @@ import Testing
         (#"[]"#, "body is not a JSON object"),
         (#"{"eventType":"rp_full"}"#, "missing \"items\""),
         (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40"}],"segments":[]}]}"#, "updatedAt"),
-        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[],"segments":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","updatedAt":"2024-01-01T00:00:00Z"}]}]}"#, "\"id\""),
-        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","updatedAt":"2024-01-01T00:00:00Z"}],"segments":[]}]}"#, "\"envId\""),
+        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[],"segments":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","updatedAt":"2024-01-01T00:00:00Z"}]}]}"#, "items[0].segments[0].id: missing"),
+        (#"{"eventType":"rp_full","items":[{"envId":"226b9bf8-4af3-4ffa-9b01-162270e4cd40","featureFlags":[{"id":"x","updatedAt":"2024-01-01T00:00:00Z"}],"segments":[]}]}"#, "items[0].featureFlags[0].envId: missing"),
     ])
     func badBootstrapIs400WithAReasonAndKeepsTheData(body: String, reasonFragment: String) async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in

@@ -44,6 +44,37 @@ struct GoldenPayloadTests {
         #expect(item["segments"]?.arrayValue?.map { $0["name"]?.stringValue } == ["segment-02"])
     }
 
+    /// The payloads that equal FeatBit's golden snapshots pass the agent's validator whole: nothing refused, every
+    /// flag and segment kept byte for byte (unknown fields included).
+    @Test("the golden-equal rp_full, rp_patch and server payloads are valid and accepted unchanged")
+    func goldenPayloadsAreValid() throws {
+        let data = try SimFixtures.fakeData()
+        let request = RelayProxyDataSyncRequest(timestamp: SimFixtures.patchCursor,
+                                                envTimestamps: [SimFixtures.envA: SimFixtures.patchCursor])
+        for bytes in [data.rpFull(), data.rpReply(to: request, connectionSecrets: data.serverSecrets)] {
+            guard case .success(let message) = UpstreamMessage.parse(bytes) else {
+                Issue.record("refused whole")
+                continue
+            }
+            let parsed: DataSetParser.Parsed
+            switch message {
+            case .full(let p), .patch(let p): parsed = p
+            case .ignored: Issue.record("ignored"); continue
+            }
+            #expect(parsed.refused.isEmpty, "\(parsed.refused)")
+            let sent = try #require(SimFixtures.parse(bytes)["data"]?["items"]?.arrayValue?.first)
+            let environment = try #require(parsed.environments.first)
+            #expect(environment.flags.map(\.json) == sent["featureFlags"]?.arrayValue)
+            #expect(environment.segments.map(\.json) == sent["segments"]?.arrayValue)
+        }
+        for timestamp in [0, SimFixtures.patchCursor] {
+            let reply = SimFixtures.parse(data.serverReply(envId: SimFixtures.envA, timestamp: timestamp))
+            let parsed = try DataSetParser.parseLoosePatch(try #require(reply["data"]))
+            #expect(parsed.refused.isEmpty, "\(parsed.refused)")
+            #expect(parsed.environments.flatMap(\.flags).count == (reply["data"]?["featureFlags"]?.arrayValue?.count ?? -1))
+        }
+    }
+
     @Test("server full/patch replies equal DoServerDataSyncAsync_type=full/patch")
     func serverGolden() throws {
         let data = try SimFixtures.fakeData()

@@ -65,12 +65,12 @@ public final class DataItem: Sendable {
 
     private init(kind: ItemKind, encoded: [UInt8], id: String?, envId envText: String?, updatedAt updatedText: String?,
                  key: String?, segmentModel: (Int64) -> SegmentModel?) throws(DataSetError) {
-        guard let id, !id.isEmpty else { throw DataSetError("missing or non-string \"id\"") }
-        guard let envText else { throw DataSetError("missing or non-string \"envId\"") }
-        guard let envId = GUIDText.normalise(envText) else { throw DataSetError("\"envId\" is not a GUID: \(envText)") }
-        guard let updatedText else { throw DataSetError("missing or non-string \"updatedAt\"") }
+        guard let id, !id.isEmpty else { throw DataSetError("missing or not a non-empty string", path: "id") }
+        guard let envText else { throw DataSetError("missing or not a string", path: "envId") }
+        guard let envId = GUIDText.normalise(envText) else { throw DataSetError("is not a GUID: \(envText)", path: "envId") }
+        guard let updatedText else { throw DataSetError("missing or not a string", path: "updatedAt") }
         guard let updatedAt = FeatBitTimestamp.milliseconds(fromISO8601: updatedText) else {
-            throw DataSetError("\"updatedAt\" is not an ISO-8601 timestamp: \(updatedText)")
+            throw DataSetError("is not an ISO-8601 timestamp: \(updatedText)", path: "updatedAt")
         }
         self.kind = kind
         self.id = id

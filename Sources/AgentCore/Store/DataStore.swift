@@ -143,6 +143,20 @@ public final class DataStore: Sendable {
             for item in env.flags { keepNewest(item, in: &flags[item.envId, default: [:]]); envIds.insert(item.envId) }
             for item in env.segments { keepNewest(item, in: &segments[item.envId, default: [:]]); envIds.insert(item.envId) }
         }
+        // An item the source sent in a version that was refused: the version held keeps serving.
+        for ref in environments.flatMap(\.refused) {
+            switch ref.kind {
+            case .flag:
+                guard flags[ref.envId]?[ref.id] == nil, let held = before.environments[ref.envId]?.flags[ref.id] else { continue }
+                flags[ref.envId, default: [:]][ref.id] = held
+            case .segment:
+                guard segments[ref.envId]?[ref.id] == nil, let held = before.environments[ref.envId]?.segments[ref.id] else {
+                    continue
+                }
+                segments[ref.envId, default: [:]][ref.id] = held
+            }
+            envIds.insert(ref.envId)
+        }
         if keepingNewer {
             for (envId, items) in flags {
                 for (id, item) in items {

@@ -1,9 +1,9 @@
 /// A message from the FeatBit evaluation server on the relay-proxy WebSocket (spec §3.3, §3.5).
 public enum UpstreamMessage: Sendable {
-    /// `rp_full`: replace everything held.
-    case full([EnvironmentData])
-    /// `rp_patch` or a pushed `patch`: upsert by `(id, envId)`.
-    case patch([EnvironmentData])
+    /// `rp_full`: replace everything held (invalid items refused: the versions held of them stay).
+    case full(DataSetParser.Parsed)
+    /// `rp_patch` or a pushed `patch`: upsert by `(id, envId)` (invalid items refused).
+    case patch(DataSetParser.Parsed)
     /// Anything that is not a `data-sync` (pong, …): ignored.
     case ignored(messageType: String)
 
@@ -32,7 +32,7 @@ public enum UpstreamMessage: Sendable {
         guard type == "data-sync" else { return .success(.ignored(messageType: type)) }
         guard let data = json["data"], case .object = data else { return .failure(.malformed("data-sync without a \"data\" object")) }
         guard let eventType = data["eventType"]?.stringValue else { return .failure(.malformed("data-sync without \"eventType\"")) }
-        do {
+        do throws(DataSetError) {
             switch eventType {
             case "rp_full", "rp-full":
                 guard let items = data["items"] else { throw DataSetError("missing \"items\"") }
@@ -43,16 +43,12 @@ public enum UpstreamMessage: Sendable {
                 // Patches never touch secrets (spec §3.5): theirs are not even read.
                 return .success(.patch(try DataSetParser.parseItems(items, from: .patch)))
             case "patch", "full":
-                let flags = try DataSetParser.parseEntities(data["featureFlags"], kind: .flag, field: "featureFlags")
-                let segments = try DataSetParser.parseEntities(data["segments"], kind: .segment, field: "segments")
-                return .success(.patch(DataSetParser.groupByEnvironment(flags: flags, segments: segments)))
+                return .success(.patch(try DataSetParser.parseLoosePatch(data)))
             default:
                 return .failure(.unknownEventType(eventType))
             }
-        } catch let error as DataSetError {
-            return .failure(.malformed(error.description))
         } catch {
-            return .failure(.malformed("\(error)"))
+            return .failure(.malformed(error.description))
         }
     }
 }

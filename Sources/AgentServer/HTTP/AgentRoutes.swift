@@ -2,6 +2,7 @@ import AgentCore
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Prometheus
 
 /// The HTTP API (spec §6): SDK endpoints, OpenFeature's OFREP (`OFREPRoutes`), the admin API under
@@ -184,8 +185,14 @@ public struct AgentRoutes: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: settings.maxBodyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             return Response.error("request body is larger than \(settings.maxBodyBytes) bytes", status: .contentTooLarge)
+        } catch {
+            // The client went away or broke the framing mid-body: its fault, and nothing was applied.
+            logger.warning("bootstrap body could not be read", metadata: [
+                "event": "bootstrap-rejected", "reason": "body unreadable: \(error)",
+            ])
+            return Response.error("the request body could not be read", status: .badRequest)
         }
         let bytes = Array(body.readableBytesView)
         let answer: (status: Int, body: [UInt8])
@@ -220,8 +227,16 @@ public struct AgentRoutes: Sendable {
             logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
             return (400, JSONWriter.bytes(.object(["error": .string(error.description)])))
         } catch let error as DataSetError {
-            logger.warning("bootstrap rejected", metadata: ["event": "bootstrap-rejected", "reason": "\(error)"])
-            return (400, JSONWriter.bytes(.object(["error": .string(error.description)])))
+            logger.warning("bootstrap rejected; still serving the data held", metadata: [
+                "event": "bootstrap-rejected", "reason": "\(error)", "problems": "\(error.problems.count)",
+            ])
+            // Every problem with its JSON path, so an operator's tooling can point at each.
+            let problems: [JSONValue] = error.problems.map { problem in
+                .object(["path": problem.path.map(JSONValue.string) ?? .null, "reason": .string(problem.reason)])
+            }
+            return (400, JSONWriter.bytes(.object([
+                "error": .string(error.description), "problems": .array(problems),
+            ])))
         } catch {
             return (400, JSONWriter.bytes(.object(["error": .string("\(error)")])))
         }

@@ -75,15 +75,14 @@ public enum MeshData {
         public var description: String { if case .invalid(let s) = self { return s }; return "" }
     }
 
-    /// The change a follower applies for a replicated message.
-    public static func change(from payload: [UInt8], isSnapshot: Bool) throws(PayloadError) -> Change {
+    /// The change a follower applies for a replicated message, and what it refused of it (invalid items are not
+    /// applied, the rest is: the follower still takes the message's position, or replication would stall on it).
+    public static func change(from payload: [UInt8], isSnapshot: Bool) throws(PayloadError) -> (Change, DataSetParser.Parsed) {
         do {
             let json = try JSONValue.parse(payload)
             guard let items = json["items"] else { throw PayloadError.invalid("replication payload without \"items\"") }
-            if isSnapshot {
-                return .replicatedReplace(try DataSetParser.parseItems(items, from: .fullSync))
-            }
-            return .upsert(try DataSetParser.parseItems(items, from: .patch))
+            let parsed = try DataSetParser.parseItems(items, from: isSnapshot ? .fullSync : .patch)
+            return (isSnapshot ? .replicatedReplace(parsed.environments) : .upsert(parsed.environments), parsed)
         } catch let error as PayloadError {
             throw error
         } catch {

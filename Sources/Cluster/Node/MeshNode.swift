@@ -96,14 +96,18 @@ public final class MeshNode: Sendable {
     /// loop, which also sends the heartbeats. Serial: replicated changes reach the store in the order accepted.
     private let payloadQueue = DispatchQueue(label: "featbit-agent.mesh-payloads")
     private let metrics: MeshMetrics
+    /// Invalid items refused from replicated messages (shared with the upstream client on a mesh in auto mode).
+    private let refused: RefusedItems
+    private let itemsRefused = Counter(label: RefusedItemsLog.metric, dimensions: [("source", "peer")])
 
     /// - Parameters:
     ///   - applied: the replication position and full epoch featbit.db holds.
     public init(settings: Settings, store: DataStore, applied: MeshPosition, fullEpoch: MeshPosition,
-                status: AgentStatusBoard, upstream: UpstreamDuty?, logger: Logger) {
+                status: AgentStatusBoard, upstream: UpstreamDuty?, logger: Logger, refused: RefusedItems? = nil) {
         self.settings = settings
         self.store = store
         self.status = status
+        self.refused = refused ?? RefusedItems(status: status)
         self.logger = logger
         self.upstream = upstream
         self.loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -563,7 +567,11 @@ public final class MeshNode: Sendable {
     private func parseAndApply(_ message: ReplicationMessage, isSnapshot: Bool, from: NodeID) {
         let change: Change
         do {
-            change = try MeshData.change(from: message.payload, isSnapshot: isSnapshot)
+            let parsed: DataSetParser.Parsed
+            (change, parsed) = try MeshData.change(from: message.payload, isSnapshot: isSnapshot)
+            if !parsed.refused.isEmpty { itemsRefused.increment(by: Int64(parsed.refused.count)) }
+            let fresh = refused.record(source: "peer \(from)", parsed, replacesAll: isSnapshot)
+            RefusedItemsLog.log(fresh, source: "peer \(from)", message: isSnapshot ? "snapshot" : "patch", logger: logger)
         } catch {
             logger.error("replicated change rejected; asking the leader for a catch-up", metadata: [
                 "event": "mesh-replication-rejected", "peer": "\(from)", "position": "\(message.position)",

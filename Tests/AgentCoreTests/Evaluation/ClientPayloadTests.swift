@@ -80,8 +80,10 @@ struct ClientPayloadTests {
     static func fakeEnvironment() throws -> EnvironmentSnapshot {
         let flagsJSON = try JSONValue.parse(Array(Eval.fixture("featbit-fake-data/flags.json")))
         let segmentsJSON = try JSONValue.parse(Array(Eval.fixture("featbit-fake-data/segments.json")))
-        let flags = try DataSetParser.parseEntities(flagsJSON, kind: .flag, field: "featureFlags")
-        let segments = try DataSetParser.parseEntities(segmentsJSON, kind: .segment, field: "segments")
+        let parsed = try DataSetParser.parseLoosePatch(.object(["featureFlags": flagsJSON, "segments": segmentsJSON]))
+        #expect(parsed.refused.isEmpty, "FeatBit's own fake data is valid")
+        let flags = parsed.environments.flatMap(\.flags)
+        let segments = parsed.environments.flatMap(\.segments)
         return EnvironmentSnapshot(
             envId: envId, secrets: [],
             flags: Dictionary(uniqueKeysWithValues: flags.map { ($0.id, $0) }),

@@ -32,18 +32,61 @@ import Testing
         }
     }
 
+    /// A leader of another version (or a corrupted link) could replicate an item this node finds invalid: it is not
+    /// applied, the version held keeps serving, the rest of the message applies, and the refusal is shown.
+    @Test func aFollowerRefusesAnInvalidReplicatedItemAndAppliesTheRest() throws {
+        let follower = DataStore()
+        follower.apply(.replace(try Self.environments(minute: 1)))
+        let held = try #require(follower.snapshot.environments.values.first)
+        let brokenId = try #require(held.sortedFlags.first?.id)
+        let otherId = try #require(held.sortedFlags.last?.id)
+        #expect(brokenId != otherId)
+        // The leader's next snapshot: every item newer, one flag's variations broken.
+        var payload = try JSONValue.parse(MeshData.snapshotPayload(try {
+            let leader = DataStore()
+            leader.apply(.replace(try Self.environments(minute: 2)))
+            return leader.snapshot
+        }()))
+        guard case .object(var root) = payload, case .array(var items) = root["items"], case .object(var item) = items[0],
+              case .array(var flags) = item["featureFlags"] else { Issue.record("payload shape"); return }
+        let index = try #require(flags.firstIndex { $0["id"]?.stringValue == brokenId })
+        guard case .object(var flag) = flags[index] else { return }
+        flag["variations"] = .string("oops")
+        flags[index] = .object(flag)
+        item["featureFlags"] = .array(flags)
+        items[0] = .object(item)
+        root["items"] = .array(items)
+        payload = .object(root)
+
+        for isSnapshot in [true, false] {
+            let store = DataStore()
+            store.apply(.replace(try Self.environments(minute: 1)))
+            let (change, parsed) = try MeshData.change(from: JSONWriter.bytes(payload), isSnapshot: isSnapshot)
+            #expect(parsed.refused.map(\.id) == [brokenId])
+            #expect(parsed.refused.first?.error.description == "items[0].featureFlags[\(index)].variations: expected a list, got a string")
+            store.apply(change)
+            let env = try #require(store.snapshot.environments[held.envId])
+            #expect(env.flags[brokenId]?.encoded == held.flags[brokenId]?.encoded, "the held version keeps serving")
+            #expect(env.flags[otherId]?.updatedAt != held.flags[otherId]?.updatedAt, "the rest applied")
+
+            let status = AgentStatusBoard(mode: .offline)
+            RefusedItems(status: status).record(source: "peer n1", parsed, replacesAll: isSnapshot)
+            #expect(status.values.problems[RefusedItems.problemArea]?.contains("from peer n1") == true)
+        }
+    }
+
     @Test func aSnapshotPayloadReplacesAndAPatchPayloadUpserts() throws {
         let leader = DataStore()
         leader.apply(.replace(try Self.environments(minute: 1)))
         let follower = DataStore()
-        let snapshot = try MeshData.change(from: MeshData.snapshotPayload(leader.snapshot), isSnapshot: true)
+        let (snapshot, _) = try MeshData.change(from: MeshData.snapshotPayload(leader.snapshot), isSnapshot: true)
         follower.apply(snapshot)
         #expect(MeshData.summary(follower.snapshot) == MeshData.summary(leader.snapshot))
         #expect(follower.snapshot.secretIndex.keys.sorted() == leader.snapshot.secretIndex.keys.sorted(),
                 "secrets travel with a snapshot")
 
         let change = try #require(leader.apply(.upsert(try Self.environments(minute: 2))))
-        let patch = try MeshData.change(from: MeshData.patchPayload(change), isSnapshot: false)
+        let (patch, _) = try MeshData.change(from: MeshData.patchPayload(change), isSnapshot: false)
         follower.apply(patch)
         #expect(MeshData.summary(follower.snapshot) == MeshData.summary(leader.snapshot))
 
@@ -51,7 +94,7 @@ import Testing
         let behind = DataStore()
         behind.apply(.replace(try Self.environments(minute: 1)))
         let since = MeshData.versions(behind.snapshot)
-        let catchup = try MeshData.change(from: MeshData.patchPayload(leader.snapshot, since: since), isSnapshot: false)
+        let (catchup, _) = try MeshData.change(from: MeshData.patchPayload(leader.snapshot, since: since), isSnapshot: false)
         behind.apply(catchup)
         #expect(MeshData.summary(behind.snapshot) == MeshData.summary(leader.snapshot))
         #expect(MeshData.patchPayload(leader.snapshot, since: MeshData.versions(leader.snapshot))
