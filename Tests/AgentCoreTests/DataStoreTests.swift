@@ -12,7 +12,7 @@ import Testing
         #expect(applied?.sequence == 1)
         #expect(store.snapshot.isInitialised)
         #expect(store.snapshot.version == 1000)
-        #expect(store.snapshot.secretIndex[Fixtures.serverSecretA]?.type == .server)
+        #expect(store.snapshot.secret(matching: Fixtures.serverSecretA)?.type == .server)
         #expect(journal.sequences == [1])
     }
 
@@ -75,7 +75,7 @@ import Testing
         #expect(delta.needsFull)
         #expect(delta.flags.isEmpty)
         #expect(store.snapshot.environments[Fixtures.envA]?.flags.keys.sorted() == ["f1"])
-        #expect(store.snapshot.secretIndex[Fixtures.serverSecretB] == nil)
+        #expect(store.snapshot.secret(matching: Fixtures.serverSecretB) == nil)
     }
 
     @Test func identicalReplaceChangesNothing() {

@@ -43,8 +43,6 @@ import Glibc
                 ("/api/public/sdk/server/latest-all?timestamp=1674885300000", Self.auth),
                 ("/api/public/sdk/server/latest-all?timestamp=1800000000000", Self.auth),
                 ("/api/public/sdk/server/latest-all", Self.auth + [("Origin", "https://app.example.com")]),
-                // An id no environment has: a full message without items, as the route answers.
-                ("/api/public/sdk/server/latest-all", [("Authorization", "Gz6KDEEvKkyKUW0OK38cEQVZ4aW159H0yfCi98Oh2eAQ")]),
             ]
             for (path, headers) in requests {
                 let answered = agent.hub.serverPayloads.answered.load(ordering: .relaxed)
@@ -63,6 +61,15 @@ import Glibc
             }
             let before = agent.hub.serverPayloads.answered.load(ordering: .relaxed)
             #expect(try await agent.http(.GET, "/api/public/sdk/server/latest-all").status == 401)
+            // Well-formed secrets the agent does not hold — of an environment it serves (forged from its public id)
+            // and of one it does not — are refused by both paths, not answered with data.
+            for forged in [TestData.forgedSecret, "Gz6KDEEvKkyKUW0OK38cEQVZ4aW159H0yfCi98Oh2eAQ"] {
+                for extra in [[], [("Connection", "keep-alive")]] {
+                    let answer = try await agent.http(.GET, "/api/public/sdk/server/latest-all",
+                                                      headers: [("Authorization", forged)] + extra)
+                    #expect(answer.status == 401 && answer.body.isEmpty, "\(forged) \(extra)")
+                }
+            }
             #expect(try await agent.http(.GET, "/api/public/sdk/server/latest-all?timestamp=x", headers: Self.auth).status == 400)
             #expect(agent.hub.serverPayloads.answered.load(ordering: .relaxed) == before)
         }
@@ -87,10 +94,10 @@ import Glibc
             #expect(third.json?["data"]?["featureFlags"]?.arrayValue?.count == flags.count + 1)
             let patch = try await agent.http(.GET, "/api/public/sdk/server/latest-all?timestamp=1800000000000", headers: Self.auth)
             #expect(patch.json?["data"]?["featureFlags"]?.arrayValue?.map { $0["key"] } == [.string("fast-path-new")])
-            // The environment removed by a full replace: an empty full message, not the cached one.
+            // The environment removed by a full replace, and its secrets with it: refused, not the cached body.
             agent.store.apply(.replace([]))
             let gone = try await agent.http(.GET, "/api/public/sdk/server/latest-all", headers: Self.auth)
-            #expect(gone.json?["data"]?["featureFlags"]?.arrayValue?.isEmpty == true)
+            #expect(gone.status == 401 && gone.body.isEmpty)
         }
     }
 

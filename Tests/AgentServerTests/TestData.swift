@@ -8,6 +8,8 @@ enum TestData {
     static let clientSecret = "0kqduqWZkESt2VSgsd9tEQ-JtrIvNK-k-bARYicOTNQA"
     /// A well-formed secret of an environment the agent does not hold.
     static let unknownSecret = "v3faJy3RCUO8d-EJiVdN6waRfGjfNan02Ms9c0LiTD6w"
+    /// Well formed, naming `envId` (the public part of a secret), but not a secret the environment has.
+    static let forgedSecret = "Zm9yZ2VkLXNlY3JldC0xMg" + serverSecret.dropFirst(22)
 
     static var fixtures: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/fixtures").standardized

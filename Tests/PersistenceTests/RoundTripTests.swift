@@ -174,7 +174,7 @@ struct RoundTripTests {
                 // Serving straight from it: an SDK secret resolves to its environment.
                 let served = DataStore(initial: loaded.snapshot(), journal: copied)
                 let secret = TestData.secrets(TestData.envA, envKey: "staging")[0].value
-                #expect(served.snapshot.secretIndex[secret]?.envId == TestData.envA)
+                #expect(served.snapshot.secret(matching: secret)?.envId == TestData.envA)
                 #expect(served.snapshot.isInitialised)
                 copied.close()
             }

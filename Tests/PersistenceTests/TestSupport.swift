@@ -249,7 +249,6 @@ func expectSameData(_ a: DataSnapshot, _ b: DataSnapshot, sourceLocation: Source
     #expect(a.isInitialised == b.isInitialised, sourceLocation: sourceLocation)
     #expect(a.sortedEnvIds == b.sortedEnvIds, sourceLocation: sourceLocation)
     #expect(a.version == b.version, sourceLocation: sourceLocation)
-    #expect(a.secretIndex == b.secretIndex, sourceLocation: sourceLocation)
     for envId in a.sortedEnvIds {
         guard let x = a.environments[envId], let y = b.environments[envId] else { continue }
         #expect(x.secrets == y.secrets, "secrets of \(envId)", sourceLocation: sourceLocation)

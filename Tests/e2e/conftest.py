@@ -24,6 +24,20 @@ TESTER = {"key": "3db19c81-e149-4b97-8a0d-79d34531fe59", "name": "tester",
           "email": "tester@featbit.com", "role": "qa", "location": "127.0.0.1"}
 
 
+def secret_leaks(text, extra=()):
+    """The secrets that appear in `text` (an agent's logs): SDK secrets (or their key half, the first 22 characters;
+    the rest is the environment id, which is public), the ApiKey, and any `extra` (a ClusterSecret). Every e2e run
+    checks every agent's stdout and stderr with this when the agent is stopped."""
+    found = []
+    for secret in (SERVER_SECRET, CLIENT_SECRET):
+        if secret in text or secret[:22] in text:
+            found.append(secret)
+    for secret in (API_KEY, API_KEY[3:], *extra):
+        if secret and secret in text:
+            found.append(secret)
+    return found
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,6 +123,11 @@ def start_agent(tmp_path):
     yield start
     for agent in agents:
         agent.stop(signal.SIGKILL if agent.proc.poll() is None else signal.SIGTERM)
+    for agent in agents:
+        agent.stdout.flush()
+        agent.stdout.seek(0)
+        leaks = secret_leaks(agent.read_stderr() + agent.stdout.read())
+        assert not leaks, f"an agent logged a secret: {leaks}"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 import websocket  # websocket-client, installed with fb-python-sdk
 
-from conftest import AGENT_BIN, API_KEY, SERVER_SECRET, Simulator, fake_data_set, free_port
+from conftest import AGENT_BIN, API_KEY, SERVER_SECRET, Simulator, fake_data_set, free_port, secret_leaks
 from linkproxy import LinkProxy
 
 PROFILES = {"lan": (200, 1500), "wan": (500, 5000)}  # (heartbeat ms, election timeout ms)
@@ -464,6 +464,11 @@ class Mesh:
             self._sampler.join(5)
         if self.sim:
             self.sim.stop()
+        for node in self.nodes:
+            text = node.log_text() + (node.out_path.read_text(errors="replace") if node.out_path.exists() else "")
+            leaks = secret_leaks(text, extra=(node.secret,))
+            if leaks:
+                errors.append(AssertionError(f"{node.id} logged a secret: {leaks}"))
         if errors:
             raise errors[0]
 

@@ -40,7 +40,7 @@ public enum HandshakeValidator {
             return .invalid(reason: "token expired")
         }
         guard snapshot.isInitialised else { return .unavailable(reason: "no data set yet") }
-        guard let secret = snapshot.secretIndex[token.secret] else { return .invalid(reason: "unknown secret") }
+        guard let secret = snapshot.secret(matching: token.secret) else { return .invalid(reason: "unknown secret") }
         guard secret.type.rawValue == type.rawValue else { return .invalid(reason: "secret type mismatch") }
         return .valid(type: type, envId: secret.envId, secret: secret)
     }

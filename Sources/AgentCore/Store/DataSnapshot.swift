@@ -2,8 +2,9 @@
 /// half-applied; the store replaces it copy-on-write.
 public struct DataSnapshot: Sendable {
     public let environments: [String: EnvironmentSnapshot]
-    /// Secret text → its record, across environments.
-    public let secretIndex: [String: SecretRecord]
+    /// Every secret held, by the environment id embedded in its text (spec §1.1): the public part of a secret finds
+    /// the few candidates, which are then compared in constant time (`secret(matching:)`).
+    private let secretsByEmbeddedEnv: [UUID: [SecretRecord]]
     /// False until the first data set arrives (then SDKs get data instead of 1011).
     public let isInitialised: Bool
     /// Sequence number of the last applied change (0 before any).
@@ -13,13 +14,26 @@ public struct DataSnapshot: Sendable {
 
     public init(environments: [String: EnvironmentSnapshot], isInitialised: Bool, sequence: UInt64) {
         self.environments = environments
-        var index: [String: SecretRecord] = [:]
+        var index: [UUID: [SecretRecord]] = [:]
         for env in environments.values {
-            for secret in env.secrets { index[secret.value] = secret }
+            for secret in env.secrets {
+                guard let embedded = SecretCodec.envId(fromSecret: secret.value) else { continue }
+                index[embedded, default: []].append(secret)
+            }
         }
-        self.secretIndex = index
+        self.secretsByEmbeddedEnv = index
         self.isInitialised = isInitialised
         self.sequence = sequence
+    }
+
+    /// The record of a secret this agent holds, compared in constant time; `nil` for any other text.
+    public func secret(matching presented: String) -> SecretRecord? {
+        guard let embedded = SecretCodec.envId(fromSecret: presented),
+              let candidates = secretsByEmbeddedEnv[embedded] else { return nil }
+        var found: SecretRecord?
+        // Every candidate compared, whichever matches: how many there are is the only thing the time tells.
+        for candidate in candidates where ConstantTime.equals(candidate.value, presented) { found = candidate }
+        return found
     }
 
     /// Max `updatedAt` over everything held (the agent's `dataVersion`).
@@ -83,3 +97,5 @@ public struct DataSnapshot: Sendable {
         return out
     }
 }
+
+import Foundation

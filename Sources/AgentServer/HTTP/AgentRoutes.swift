@@ -21,6 +21,8 @@ public struct AgentRoutes: Sendable {
         public var clusterStatus: (@Sendable () -> JSONValue)?
         /// In a mesh: applies a bootstrap body on the leader (this node or forwarded) and answers `(status, body)`.
         public var bootstrap: (@Sendable ([UInt8]) async -> (status: Int, body: [UInt8]))?
+        /// How failed admin authentications are limited per source.
+        public var adminAuth = AdminAuth.Settings()
         public init(apiKey: String?) { self.apiKey = apiKey }
     }
 
@@ -31,6 +33,7 @@ public struct AgentRoutes: Sendable {
     let metrics: PrometheusCollectorRegistry?
     let clock: @Sendable () -> Int64
     let logger: Logger
+    let adminAuth: AdminAuth
 
     public init(hub: StreamingHub, status: AgentStatusBoard, settings: Settings, insights: (any InsightSink)?,
                 metrics: PrometheusCollectorRegistry?, logger: Logger,
@@ -42,12 +45,13 @@ public struct AgentRoutes: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        self.adminAuth = AdminAuth(apiKey: settings.apiKey, settings: settings.adminAuth, logger: logger)
     }
 
     var store: DataStore { hub.store }
 
-    public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self, options: .caseInsensitive)
+    public func buildRouter() -> Router<AgentRequestContext> {
+        let router = Router(context: AgentRequestContext.self, options: .caseInsensitive)
         router.add(middleware: CORSMiddleware(
             allowOrigin: .all,
             // X-API-Key and If-None-Match: what OFREP web providers send (OFREPRoutes).
@@ -71,9 +75,16 @@ public struct AgentRoutes: Sendable {
         }
         OFREPRoutes(store: store, insights: settings.forwardEvents ? insights : nil, clock: clock).register(on: router)
         for prefix in ["/api/public/proxy", "/api/proxy"] {
-            router.get("\(prefix)/status") { request, _ in adminStatus(request) }
-            router.get("\(prefix)/backup") { request, _ in adminBackup(request) }
-            router.post("\(prefix)/bootstrap") { request, context in try await adminBootstrap(request, context: context) }
+            router.get("\(prefix)/status") { request, context in
+                admin(request, context) ?? adminStatus(request)
+            }
+            router.get("\(prefix)/backup") { request, context in
+                admin(request, context) ?? adminBackup(request)
+            }
+            router.post("\(prefix)/bootstrap") { request, context in
+                if let refusal = admin(request, context) { return refusal }
+                return try await adminBootstrap(request, context: context)
+            }
         }
         router.get("/ui") { _, _ in StatusPage.response() }
         router.get("/metrics") { _, _ in
@@ -88,39 +99,40 @@ public struct AgentRoutes: Sendable {
     // MARK: - SDK endpoints
 
     private func serverLatestAll(_ request: Request) -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
+        let snapshot = store.snapshot
+        guard let envId = Self.environmentId(request, in: snapshot) else { return Response.empty(.unauthorized) }
         guard let timestamp = Self.timestamp(request) else { return Response.text("invalid timestamp", status: .badRequest) }
-        let env = store.snapshot.environments[envId.featbitString]
+        let env = snapshot.environments[envId]
         let body = SDKPayload.serverLatestAllBody(timestamp: timestamp, in: env)
         return body.isEmpty ? Response.empty(.ok) : Response.json(body)
     }
 
-    private func clientLatestAll(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
+    private func clientLatestAll(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        guard let envId = Self.environmentId(request, in: store.snapshot) else { return Response.empty(.unauthorized) }
         guard let timestamp = Self.timestamp(request) else { return Response.text("invalid timestamp", status: .badRequest) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
         guard let json = try? JSONValue.parse(body.readableBytesView) else {
             return Response.error("request body is not a JSON end user", status: .badRequest)
         }
         guard let user = EndUser.parse(json) else { return Response.text("invalid end user", status: .badRequest) }
-        let env = store.snapshot.environments[envId.featbitString]
+        let env = store.snapshot.environments[envId]
         let reply = ClientPayload.latestAllBody(timestamp: timestamp, user: user, in: env)
         return reply.isEmpty ? Response.empty(.ok) : Response.json(reply)
     }
 
-    private func evaluateFlags(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard let envId = SecretCodec.envId(fromSecret: request.headers[.authorization]) else { return Response.empty(.unauthorized) }
+    private func evaluateFlags(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        guard let envId = Self.environmentId(request, in: store.snapshot) else { return Response.empty(.unauthorized) }
         let body = try await request.body.collect(upTo: 1024 * 1024)
-        let env = store.snapshot.environments[envId.featbitString]
+        let env = store.snapshot.environments[envId]
         switch EvaluateAPI.answer(bodyBytes: Array(body.readableBytesView), in: env) {
         case .success(let bytes): return Response.json(bytes)
         case .failure(let failure): return Response.text(failure.text, status: .badRequest)
         }
     }
 
-    private func trackInsights(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    private func trackInsights(_ request: Request, context: AgentRequestContext) async throws -> Response {
         guard settings.forwardEvents else { return Response.empty(.ok) }
-        guard let authorization = request.headers[.authorization], SecretCodec.envId(fromSecret: authorization) != nil else {
+        guard let authorization = request.headers[.authorization], Self.environmentId(request, in: store.snapshot) != nil else {
             return Response.empty(.unauthorized)
         }
         let body = try await request.body.collect(upTo: 4 * 1024 * 1024)
@@ -130,13 +142,20 @@ public struct AgentRoutes: Sendable {
 
     // MARK: - Admin endpoints
 
-    private func isAdmin(_ request: Request) -> Bool {
-        guard let apiKey = settings.apiKey, !apiKey.isEmpty else { return false }
-        return request.headers[.authorization] == apiKey
+    /// `nil` when the request carries the `ApiKey`; else its answer: 401, or 429 once its source failed too often.
+    private func admin(_ request: Request, _ context: AgentRequestContext) -> Response? {
+        switch adminAuth.check(authorization: request.headers[.authorization], source: AdminAuth.source(of: context),
+                               path: request.uri.path) {
+        case .admitted:
+            return nil
+        case .refused:
+            return Response.empty(.unauthorized)
+        case .limited(let seconds):
+            return Response(status: .tooManyRequests, headers: [.retryAfter: String(seconds)])
+        }
     }
 
     private func adminStatus(_ request: Request) -> Response {
-        guard isAdmin(request) else { return Response.empty(.unauthorized) }
         let snapshot = store.snapshot
         let values = status.values
         let counts = hub.connectionCounts
@@ -176,12 +195,10 @@ public struct AgentRoutes: Sendable {
     }
 
     private func adminBackup(_ request: Request) -> Response {
-        guard isAdmin(request) else { return Response.empty(.unauthorized) }
-        return Response.json(store.snapshot.backupJSON())
+        Response.json(store.snapshot.backupJSON())
     }
 
-    private func adminBootstrap(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard isAdmin(request) else { return Response.empty(.unauthorized) }
+    private func adminBootstrap(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: settings.maxBodyBytes)
@@ -252,6 +269,17 @@ public struct AgentRoutes: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// The environment an SDK endpoint serves for the request's `Authorization`: the one embedded in the secret
+    /// (spec §1.5), once the secret is one this agent holds (compared in constant time). FeatBit's evaluation server
+    /// checks only the secret's shape, so anyone who knows an environment's id could forge one and read its flags,
+    /// rules and targeted user keys; the agent holds every secret and checks it. Either type works on either
+    /// endpoint, as there.
+    static func environmentId(_ request: Request, in snapshot: DataSnapshot) -> String? {
+        guard let authorization = request.headers[.authorization], snapshot.secret(matching: authorization) != nil,
+              let envId = SecretCodec.envId(fromSecret: authorization) else { return nil }
+        return envId.featbitString
+    }
 
     private static func timestamp(_ request: Request) -> Int64? {
         guard let text = request.uri.queryParameters.get("timestamp") else { return 0 }

@@ -23,7 +23,7 @@ struct OFREPRoutes: Sendable {
     static let maxBodyBytes = 1024 * 1024
     static let apiKeyHeader = HTTPField.Name("X-API-Key")!
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AgentRequestContext>) {
         router.post("/ofrep/v1/evaluate/flags/:key") { request, context in
             try await evaluateFlag(request, context: context)
         }
@@ -32,7 +32,7 @@ struct OFREPRoutes: Sendable {
         }
     }
 
-    private func evaluateFlag(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    private func evaluateFlag(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let env: EnvironmentSnapshot, secret: String
         switch authenticate(request) {
         case .granted(let granted, let offered): (env, secret) = (granted, offered)
@@ -93,16 +93,9 @@ struct OFREPRoutes: Sendable {
         return .refused(Response.json(.object(["errorDetails": .string(details)]), status: .unauthorized))
     }
 
-    /// The environment that lists `secret` among its secrets: the one its record names (a hash lookup), else the one
-    /// embedded in the secret (spec §1.1), as the FeatBit SDK endpoints read it.
+    /// The environment whose secret this is (compared in constant time): the one its record names.
     static func environment(holding secret: String, in snapshot: DataSnapshot) -> EnvironmentSnapshot? {
-        if let record = snapshot.secretIndex[secret], let env = snapshot.environments[record.envId],
-           env.secrets.contains(where: { $0.value == secret }) {
-            return env
-        }
-        guard let envId = SecretCodec.envId(fromSecret: secret), let env = snapshot.environments[envId.featbitString],
-              env.secrets.contains(where: { $0.value == secret }) else { return nil }
-        return env
+        snapshot.secret(matching: secret).flatMap { snapshot.environments[$0.envId] }
     }
 
     /// The secrets a request offers, in order: each `Authorization` value without a `Bearer` scheme (any case),

@@ -11,8 +11,8 @@ import Synchronization
 /// half the requests per second of a bare SwiftNIO responder of the same bytes (`scripts/bench-http`).
 ///
 /// It takes only the plain shape of the request: a GET of that path (any letter case, as the router), at most one
-/// plain decimal `timestamp` and no percent-encoded parameter names, an `Authorization` that decodes to an
-/// environment id, no `Connection` header, and no earlier request of this connection still in Hummingbird's hands.
+/// plain decimal `timestamp` and no percent-encoded parameter names, an `Authorization` that is a secret the agent
+/// holds, no `Connection` header, and no earlier request of this connection still in Hummingbird's hands.
 /// Everything else — a bad secret, a malformed timestamp, another endpoint — goes on to Hummingbird unchanged, so the
 /// two paths never answer differently: the headers are those Hummingbird writes for the same answer (`Content-Type`,
 /// `Content-Length`, `Access-Control-Allow-Origin: *` when an `Origin` came, `Date`, `Server`).
@@ -35,6 +35,8 @@ final class SDKFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// The last `Authorization` seen on this connection and its environment id (SDKs reuse one secret).
     private var lastAuthorization: String?
     private var lastEnvId: String?
+    /// The data sequence at which `lastAuthorization` was found among the secrets held.
+    private var lastVerifiedSequence: UInt64?
     /// The last full body this connection sent, by environment and data sequence (no lock, no lookup while nothing
     /// changed).
     private var lastBody: (envId: String, sequence: UInt64, body: ByteBuffer)?
@@ -84,13 +86,18 @@ final class SDKFastPath: ChannelDuplexHandler, RemovableChannelHandler {
               let timestamp = Self.serverLatestAllTimestamp(target),
               let authorization = request.headerFields[.authorization] else { return nil }
         let envId: String
-        if authorization == lastAuthorization, let known = lastEnvId {
+        let sequence = store.sequence
+        if authorization == lastAuthorization, let known = lastEnvId, lastVerifiedSequence == sequence {
             envId = known
         } else {
-            guard let decoded = SecretCodec.envId(fromSecret: authorization) else { return nil }
+            // A secret this agent holds (as Hummingbird's route checks it), looked up again after every change: a
+            // secret removed upstream stops working on a keep-alive connection too.
+            guard store.snapshot.secret(matching: authorization) != nil,
+                  let decoded = SecretCodec.envId(fromSecret: authorization) else { return nil }
             envId = decoded.featbitString
             lastAuthorization = authorization
             lastEnvId = envId
+            lastVerifiedSequence = sequence
         }
         return (envId, timestamp, request.headerFields[.origin] != nil)
     }

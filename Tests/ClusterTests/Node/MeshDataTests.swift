@@ -82,7 +82,8 @@ import Testing
         let (snapshot, _) = try MeshData.change(from: MeshData.snapshotPayload(leader.snapshot), isSnapshot: true)
         follower.apply(snapshot)
         #expect(MeshData.summary(follower.snapshot) == MeshData.summary(leader.snapshot))
-        #expect(follower.snapshot.secretIndex.keys.sorted() == leader.snapshot.secretIndex.keys.sorted(),
+        #expect(follower.snapshot.environments.values.flatMap(\.secrets).map(\.value).sorted()
+                == leader.snapshot.environments.values.flatMap(\.secrets).map(\.value).sorted(),
                 "secrets travel with a snapshot")
 
         let change = try #require(leader.apply(.upsert(try Self.environments(minute: 2))))
