@@ -96,7 +96,10 @@ def test_sdk_that_connects_before_any_data_retries_and_initialises_after_bootstr
 
 def test_insights_from_the_sdk_are_accepted(start_agent, sdk_clients):
     agent = start_agent({"Mode": "offline"})  # embedded demo data set
-    assert agent.request("POST", "/api/public/insight/track", [], {"Authorization": SERVER_SECRET})[0] == 200
+    demo_server_secret = "Gz6KDEEvKkyKUW0OK38cEQVZ4aW159H0yfCi98Oh2eAQ"
+    assert agent.request("POST", "/api/public/insight/track", [], {"Authorization": demo_server_secret})[0] == 200
+    # A well-formed secret the agent does not hold (the fake data set's), and none at all.
+    assert agent.request("POST", "/api/public/insight/track", [], {"Authorization": SERVER_SECRET})[0] == 401
     assert agent.request("POST", "/api/public/insight/track", [], {})[0] == 401
 
 

@@ -12,18 +12,26 @@ public struct DataSnapshot: Sendable {
 
     public static let empty = DataSnapshot(environments: [:], isInitialised: false, sequence: 0)
 
-    public init(environments: [String: EnvironmentSnapshot], isInitialised: Bool, sequence: UInt64) {
+    /// - Parameter previous: a snapshot whose environments hold exactly the same secrets (a change that only upserts
+    ///   flags and segments): its secret index is shared instead of built again over every environment.
+    public init(environments: [String: EnvironmentSnapshot], isInitialised: Bool, sequence: UInt64,
+                sameSecretsAs previous: DataSnapshot? = nil) {
         self.environments = environments
-        var index: [UUID: [SecretRecord]] = [:]
-        for env in environments.values {
-            for secret in env.secrets {
-                guard let embedded = SecretCodec.envId(fromSecret: secret.value) else { continue }
-                index[embedded, default: []].append(secret)
+        if let previous {
+            self.secretsByEmbeddedEnv = previous.secretsByEmbeddedEnv
+        } else {
+            var index: [UUID: [SecretRecord]] = [:]
+            for env in environments.values {
+                for secret in env.secrets {
+                    guard let embedded = SecretCodec.envId(fromSecret: secret.value) else { continue }
+                    index[embedded, default: []].append(secret)
+                }
             }
+            self.secretsByEmbeddedEnv = index
         }
-        self.secretsByEmbeddedEnv = index
         self.isInitialised = isInitialised
         self.sequence = sequence
+        self.version = environments.values.reduce(0) { max($0, $1.version) }
     }
 
     /// The record of a secret this agent holds, compared in constant time; `nil` for any other text.
@@ -36,10 +44,8 @@ public struct DataSnapshot: Sendable {
         return found
     }
 
-    /// Max `updatedAt` over everything held (the agent's `dataVersion`).
-    public var version: Int64 {
-        environments.values.reduce(0) { max($0, $1.version) }
-    }
+    /// Max `updatedAt` over everything held (the agent's `dataVersion`), computed once per snapshot.
+    public let version: Int64
 
     /// Environment ids in a stable order.
     public var sortedEnvIds: [String] { environments.keys.sorted() }

@@ -231,7 +231,9 @@ public final class DataStore: Sendable {
             deltas.append(EnvironmentDelta(envId: envId, flags: f, segments: s, needsFull: false))
         }
         let sequence = before.sequence + 1
-        let snapshot = DataSnapshot(environments: newEnvironments, isInitialised: before.isInitialised, sequence: sequence)
+        // An upsert never touches secrets (spec §3.5): the secret index carries over.
+        let snapshot = DataSnapshot(environments: newEnvironments, isInitialised: before.isInitialised, sequence: sequence,
+                                    sameSecretsAs: before)
         return AppliedChange(sequence: sequence, kind: .upsert, deltas: deltas, removedEnvIds: [], snapshot: snapshot)
     }
 
