@@ -94,14 +94,22 @@ def visible(driver, element_id):
 
 
 def rows(driver):
-    """{node id: {column: text}} of the nodes table as shown."""
+    """{node id: {column: text}} of the nodes table as shown. The page rebuilds the table every second, so a read
+    that a refresh overtook (a stale element) is read again, a few times at most."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    headers = [th.text.strip() for th in driver.find_elements(By.CSS_SELECTOR, "#nodes thead th")]
-    out = {}
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr"):
-        cells = [td.text.strip() for td in tr.find_elements(By.TAG_NAME, "td")]
-        out[tr.get_attribute("data-node")] = dict(zip(headers, cells))
-    return out
+    for attempt in range(5):
+        try:
+            headers = [th.text.strip() for th in driver.find_elements(By.CSS_SELECTOR, "#nodes thead th")]
+            out = {}
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr"):
+                cells = [td.text.strip() for td in tr.find_elements(By.TAG_NAME, "td")]
+                out[tr.get_attribute("data-node")] = dict(zip(headers, cells))
+            return out
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
+            time.sleep(0.05)
 
 
 def wait_page(driver, predicate, timeout, message):

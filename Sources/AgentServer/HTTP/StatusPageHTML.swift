@@ -175,8 +175,10 @@ enum StatusPageHTML {
     let state = up.state || s.syncState;
     if (holder && holder !== self) state = holderPeer && holderPeer.upstream ? holderPeer.upstream + " (as " + holder + " reports)" : "not known";
     if (!holder) state = "no leader: nobody here syncs";
+    // FeatBit's sync state "None": this node has no upstream link (manual and offline modes).
+    if (state === "None") state = "none: data comes from " + (s.mode === "offline" ? "the data file or featbit.db" : "bootstrap");
     text("upstream-state", state);
-    $("upstream-state").className = /^Stable/.test(state) ? "ok" : /^(Starting|None)/.test(state) ? "warn" : "bad";
+    $("upstream-state").className = /^Stable/.test(state) ? "ok" : /^none:/.test(state) ? "" : /^Starting/.test(state) ? "warn" : "bad";
     // Only the node holding the link knows when it last synced; a follower says where to look.
     text("upstream-last", holder && holder !== self ? "known on " + holder : time(up.lastSyncedAt || s.lastSyncedAt));
     text("upstream-reconnects", up.reconnects);
@@ -208,7 +210,7 @@ enum StatusPageHTML {
     }
 
     const rows = [{ nodeId: self, role: c.role, term: c.term, reachable: true, dataVersion: s.dataVersion,
-                    lag: c.lag, applied: c.applied, upstream: holder === self ? up.state : "None",
+                    lag: c.lag, applied: c.applied, upstream: holder === self ? up.state : "",
                     address: "(this node)", self: true }]
       .concat(peers);
     const body = $("nodes").tBodies[0];
@@ -225,7 +227,8 @@ enum StatusPageHTML {
       cell(tr, version(p.dataVersion), p.reachable ? "" : "stale");
       cell(tr, p.lag, p.lag > 0 ? "warn" : "");
       cell(tr, p.applied);
-      cell(tr, p.upstream);
+      // Only the node holding the upstream link has a state for it; the others show a dash, not "None".
+      cell(tr, p.upstream && p.upstream !== "None" ? p.upstream : "—");
       cell(tr, p.address);
       body.appendChild(tr);
     }
