@@ -3,9 +3,11 @@ Python SDK (fb-python-sdk from PyPI) against it. Every process started here is s
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +40,33 @@ def secret_leaks(text, extra=()):
     return found
 
 
+_handed_out = set()
+_port_lock = threading.Lock()
+
+
 def free_port():
+    """A free 127.0.0.1 port below the kernel's ephemeral range, never handed out twice by this process.
+
+    A port is chosen before the process that listens on it starts; one from the ephemeral range (what binding port 0
+    gives) can meanwhile become the source port of any outbound connection — a mesh node dialing a peer, an SDK, a
+    link proxy — and the listener then fails to bind."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    with _port_lock:
+        for _ in range(1000):
+            port = rng.randrange(max(1024, low - 12000), low)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -71,34 +71,8 @@ def http(method, url, body=None, headers=None, timeout=2.0):
         return None, str(e)
 
 
-_handed_out = set()
-_port_lock = threading.Lock()
-
-
-def mesh_port():
-    """A free 127.0.0.1 port below the kernel's ephemeral range, never handed out twice by this process.
-
-    Node ports are chosen long before the node binds them; an ephemeral-range port (what `free_port()` returns)
-    can meanwhile be taken by a link proxy's listener or any outbound connection, which makes the node fail to bind."""
-    try:
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    import random
-    rng = random.Random()
-    with _port_lock:
-        for _ in range(1000):
-            port = rng.randrange(max(1024, low - 12000), low)
-            if port in _handed_out:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _handed_out.add(port)
-            return port
-    return free_port()
+# Ports for mesh nodes: below the ephemeral range, never handed out twice (see conftest.free_port).
+mesh_port = free_port
 
 
 _CONFIG_KEYS = ("Mode", "ApiKey", "AgentId", "StreamingUri", "EventUri", "ForwardEvents", "InsightsMode", "Port",
