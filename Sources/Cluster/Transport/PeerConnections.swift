@@ -1,6 +1,8 @@
+import AgentTLS
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Every connection of one transport, and the dialing that keeps the outbound ones up (cluster-design §3.2).
 ///
@@ -135,6 +137,17 @@ final class PeerConnections {
         }
         let handler = MeshConnectionHandler(dial: dial, identity: identity, owner: self)
         do {
+            if let tls = settings.tls {
+                // Mutual TLS first; a peer whose certificate the cluster CA did not sign never reaches the handshake.
+                if dial == nil {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server.current))
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: tls.client.current, serverHostname: nil))
+                }
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSHandshakeFailureLogger(logger: logger, event: "mesh-tls-refused", level: .warning))
+            }
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(MeshFrameDecoder(maxFrameBytes: settings.maxFrameBytes)))
             try channel.pipeline.syncOperations.addHandler(handler)
