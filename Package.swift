@@ -208,7 +208,12 @@ let package = Package(
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(
             name: "AgentTLSTests",
-            dependencies: ["AgentCore", "AgentTLS", "AgentApp", .product(name: "NIOSSL", package: "swift-nio-ssl")]
+            dependencies: [
+                "AgentCore", "AgentTLS", "AgentApp",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "FeatBitSimulatorTests",

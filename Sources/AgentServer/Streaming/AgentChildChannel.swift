@@ -44,6 +44,8 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
                 try channel.pipeline.syncOperations.addHandler(
                     TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed"))
+                // Bounds the ciphertext buffer NIOSSL keeps per socket (TLSWriteChunker.swift).
+                try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
             }
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 // Frames larger than the message limit are refused by the decoder (close 1009).

@@ -147,6 +147,7 @@ final class PeerConnections {
                 }
                 try channel.pipeline.syncOperations.addHandler(
                     TLSHandshakeFailureLogger(logger: logger, event: "mesh-tls-refused", level: .warning))
+                try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
             }
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(MeshFrameDecoder(maxFrameBytes: settings.maxFrameBytes)))
