@@ -12,13 +12,17 @@ public final class TLSHandshakeFailureLogger: ChannelInboundHandler, RemovableCh
     private let logger: Logger
     private let event: String
     private let level: Logger.Level
+    private let budget: LogBudget
     private var logged = false
 
-    /// - Parameter event: the `event` field of the log line (e.g. `tls-handshake-failed`).
-    public init(logger: Logger, event: String, level: Logger.Level = .notice) {
+    /// - Parameters:
+    ///   - event: the `event` field of the log line (e.g. `tls-handshake-failed`).
+    ///   - budget: shared by every connection of one listener, so failures cannot flood the log.
+    public init(logger: Logger, event: String, level: Logger.Level = .notice, budget: LogBudget) {
         self.logger = logger
         self.event = event
         self.level = level
+        self.budget = budget
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -33,10 +37,14 @@ public final class TLSHandshakeFailureLogger: ChannelInboundHandler, RemovableCh
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !logged {
             logged = true
-            logger.log(level: level, "TLS handshake failed; connection closed", metadata: [
-                "event": "\(event)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "unknown")",
-                "reason": "\(error)",
-            ])
+            if let suppressed = budget.take() {
+                var metadata: Logger.Metadata = [
+                    "event": "\(event)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "unknown")",
+                    "reason": "\(error)",
+                ]
+                if suppressed > 0 { metadata["notLogged"] = "\(suppressed)" }
+                logger.log(level: level, "TLS handshake failed; connection closed", metadata: metadata)
+            }
         }
         context.close(promise: nil)
     }

@@ -28,3 +28,16 @@ import Testing
         #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "small"))
     }
 }
+
+/// Failed handshakes come from anyone who can reach the port: their log lines are bounded per window, and the first
+/// line after a quiet spell says how many were left out.
+@Suite struct LogBudgetTests {
+    @Test func linesOverTheBudgetAreCountedAndReportedWithTheNextLogged() {
+        let budget = LogBudget(linesPerWindow: 3, window: .seconds(10))
+        let start = ContinuousClock.now
+        let taken = (0..<10).map { _ in budget.take(now: start) }
+        #expect(taken == [0, 0, 0, nil, nil, nil, nil, nil, nil, nil])
+        #expect(budget.take(now: start + .seconds(11)) == 7, "the next window's first line reports the 7 left out")
+        #expect(budget.take(now: start + .seconds(11)) == 0)
+    }
+}

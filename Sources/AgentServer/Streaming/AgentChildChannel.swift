@@ -28,6 +28,8 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
     let hub: StreamingHub
     /// When set, every connection is TLS (HTTPS and WSS only), with the context current when it was accepted.
     let tls: ReloadingTLSContext?
+    /// Bounds the log lines of failed handshakes on this port (anyone can cause them).
+    let tlsFailureLog = LogBudget()
 
     public init(responder: @escaping HTTPChannelHandler.Responder, hub: StreamingHub, tls: ReloadingTLSContext? = nil) {
         self.responder = responder
@@ -38,12 +40,13 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let hub = self.hub
         let tls = self.tls
+        let tlsFailureLog = self.tlsFailureLog
         return channel.eventLoop.makeCompletedFuture {
             if let tls {
                 // TLS first: a plaintext request or a failed handshake is logged and closed before HTTP sees a byte.
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
                 try channel.pipeline.syncOperations.addHandler(
-                    TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed"))
+                    TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed", budget: tlsFailureLog))
                 // Bounds the ciphertext buffer NIOSSL keeps per socket (TLSWriteChunker.swift).
                 try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
             }

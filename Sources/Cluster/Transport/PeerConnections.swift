@@ -34,6 +34,8 @@ final class PeerConnections {
     /// When a refusal was last logged at warning level, per peer (or remote address) and reason: a peer that keeps
     /// redialling with a wrong secret is logged once a minute, the repeats at debug level.
     private var lastRefusalWarning: [String: NIODeadline] = [:]
+    /// Bounds the log lines of failed TLS handshakes (a peer with the wrong certificate redials for ever).
+    private let tlsFailureLog = LogBudget()
     private var links: [NodeID: PeerLink]
 
     private struct PeerLink {
@@ -146,7 +148,8 @@ final class PeerConnections {
                         NIOSSLClientHandler(context: tls.client.current, serverHostname: nil))
                 }
                 try channel.pipeline.syncOperations.addHandler(
-                    TLSHandshakeFailureLogger(logger: logger, event: "mesh-tls-refused", level: .warning))
+                    TLSHandshakeFailureLogger(logger: logger, event: "mesh-tls-refused", level: .warning,
+                                              budget: tlsFailureLog))
                 try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
             }
             try channel.pipeline.syncOperations.addHandler(
