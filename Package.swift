@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        // TLS for the agent's port, mutual TLS between peers, and trust of a private upstream CA. Already in the graph
+        // through async-http-client; declared so the targets below can import NIOSSL.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.36.0"),
     ],
     targets: [
         // Pure model, codecs, store and change feed: no networking, no disk.
@@ -46,11 +49,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The agent's TLS contexts from PEM files (SDK port, mesh peers, upstream trust) and their reload on change.
+        .target(
+            name: "AgentTLS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // SDK-facing server: /streaming (NIO handlers) and the HTTP API (Hummingbird).
         .target(
             name: "AgentServer",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,7 +85,8 @@ let package = Package(
         .target(
             name: "Upstream",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -86,7 +102,8 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -100,11 +117,13 @@ let package = Package(
         .target(
             name: "AgentApp",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
                 "AgentServer",
                 "Persistence",
                 "Upstream",
                 "Cluster",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -118,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "FeatBitAgent",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
                 "AgentApp",
                 "AgentServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -135,12 +154,14 @@ let package = Package(
         .target(
             name: "FeatBitSimulatorCore",
             dependencies: [
-                "AgentCore",
+                "AgentCore", "AgentTLS",
                 "AgentServer",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -150,6 +171,8 @@ let package = Package(
             dependencies: [
                 "FeatBitSimulatorCore",
                 "AgentCore",
+                "AgentTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -163,6 +186,7 @@ let package = Package(
             dependencies: [
                 "AgentCore",
                 "CEpoll",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -184,6 +208,15 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
+        .testTarget(
+            name: "AgentTLSTests",
+            dependencies: [
+                "AgentCore", "AgentTLS", "AgentApp",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FeatBitSimulatorTests",
             dependencies: [

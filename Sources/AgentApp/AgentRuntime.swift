@@ -1,6 +1,8 @@
 import AgentCore
 import AgentServer
+import AgentTLS
 import Cluster
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -33,10 +35,18 @@ public struct AgentRuntime: Sendable {
     public let mesh: MeshNode?
 
     let database: FeatBitDatabase?
+    /// The TLS contexts of the configuration (none when no TLS key is set).
+    public let tls: AgentTLSSetup
 
     public init(configuration: AgentConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        switch AgentTLSSetup.build(configuration) {
+        case .success(let tls): self.tls = tls
+        case .failure(let problems):
+            throw ConfigurationError(description: problems.list.map(\.description).joined(separator: "; "))
+        }
+        let tls = self.tls
         let status = AgentStatusBoard(mode: configuration.mode)
         self.status = status
 
@@ -72,7 +82,9 @@ public struct AgentRuntime: Sendable {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var notes: [String] = []
 
-        let insights = InsightsPipeline(mode: Self.insightsMode(configuration, database: database, notes: &notes), logger: logger)
+        let upstreamHTTP = Self.upstreamHTTP(tls)
+        let insights = InsightsPipeline(mode: Self.insightsMode(configuration, database: database, notes: &notes),
+                                        http: upstreamHTTP, logger: logger)
         services.append(.init(service: insights))
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
@@ -82,7 +94,8 @@ public struct AgentRuntime: Sendable {
         var mesh: MeshNode?
         if let cluster = configuration.cluster {
             let node = try Self.makeMeshNode(cluster, configuration: configuration, store: store, status: status,
-                                             database: database, logger: logger, notes: &notes)
+                                             database: database, tls: tls, http: upstreamHTTP, logger: logger,
+                                             notes: &notes)
             mesh = node
             routeSettings.clusterStatus = { node.currentStatus.json }
             routeSettings.bootstrap = { body in await Self.meshBootstrap(body, mesh: node, store: store, logger: logger) }
@@ -109,8 +122,10 @@ public struct AgentRuntime: Sendable {
            let apiKey = configuration.apiKey {
             let registrar = AgentRegistrar(
                 settings: .init(streamingUri: streamingUri, apiKey: apiKey, agentId: configuration.agentId),
-                status: status, logger: logger)
-            let upstream = UpstreamClient(settings: .init(streamingUri: streamingUri, apiKey: apiKey), store: store,
+                http: upstreamHTTP, status: status, logger: logger)
+            var upstreamSettings = UpstreamClient.Settings(streamingUri: streamingUri, apiKey: apiKey)
+            upstreamSettings.tlsConfiguration = tls.upstream
+            let upstream = UpstreamClient(settings: upstreamSettings, store: store,
                                           status: status, logger: logger, agentId: { registrar.agentId })
             // Registration ends once it succeeds; that is not a failure of the agent.
             services.append(.init(service: registrar, successTerminationBehavior: .ignore))
@@ -162,14 +177,21 @@ public struct AgentRuntime: Sendable {
         if let mesh {
             services.append(.init(service: MeshService(node: mesh)))
         }
+        if !tls.reloading.isEmpty {
+            services.append(.init(service: TLSFileWatcher(contexts: tls.reloading, logger: logger)))
+            if let files = configuration.tls {
+                notes.append("TLS: HTTPS and WSS only, certificate \(files.certFile) (reloaded when it changes)")
+            }
+            if configuration.cluster?.tls != nil { notes.append("mesh: mutual TLS between peers") }
+        }
         self.services = services
         self.startupNotes = notes
     }
 
     /// The mesh node for `cluster`, with the leader's upstream duty in auto mode.
     static func makeMeshNode(_ cluster: ClusterConfiguration, configuration: AgentConfiguration, store: DataStore,
-                             status: AgentStatusBoard, database: FeatBitDatabase?, logger: Logger,
-                             notes: inout [String]) throws -> MeshNode {
+                             status: AgentStatusBoard, database: FeatBitDatabase?, tls: AgentTLSSetup, http: HTTPClient,
+                             logger: Logger, notes: inout [String]) throws -> MeshNode {
         guard let dbPath = configuration.dbPath else {
             throw ConfigurationError(description: "DbPath: must not be none in a mesh")
         }
@@ -185,6 +207,9 @@ public struct AgentRuntime: Sendable {
             voters: meshSettings.voters, incarnation: UInt64.random(in: 1...UInt64.max))
         transport.redialBackoffMax = .milliseconds(Int64(max(200, cluster.electionTimeoutMs / 2)))
         transport.userTimeout = .milliseconds(Int64(cluster.electionTimeoutMs))
+        if let server = tls.meshServer, let client = tls.meshClient {
+            transport.tls = .init(server: server, client: client)
+        }
         let settings = MeshNode.Settings(
             mesh: meshSettings, transport: transport,
             peerAddresses: Dictionary(uniqueKeysWithValues: cluster.peers.map { ($0.nodeId, $0.address) }),
@@ -199,9 +224,11 @@ public struct AgentRuntime: Sendable {
         if upstreamDuty, let streamingUri = configuration.streamingUri, let apiKey = configuration.apiKey {
             let registrar = AgentRegistrar(
                 settings: .init(streamingUri: streamingUri, apiKey: apiKey, agentId: configuration.agentId),
-                status: status, logger: logger)
+                http: http, status: status, logger: logger)
+            var upstreamSettings = UpstreamClient.Settings(streamingUri: streamingUri, apiKey: apiKey)
+            upstreamSettings.tlsConfiguration = tls.upstream
             let client = UpstreamClient(
-                settings: .init(streamingUri: streamingUri, apiKey: apiKey), store: store, status: status, logger: logger,
+                settings: upstreamSettings, store: store, status: status, logger: logger,
                 agentId: { registrar.agentId },
                 apply: { change in
                     guard let node = nodeBox.node else { return nil }
@@ -221,6 +248,13 @@ public struct AgentRuntime: Sendable {
                      + "with peers \(cluster.peers.map { "\($0.nodeId)@\($0.address)" }.joined(separator: ", ")); "
                      + "heartbeat \(cluster.heartbeatMs) ms, election timeout \(cluster.electionTimeoutMs) ms")
         return node
+    }
+
+    /// The HTTP client towards the FeatBit server (registration, insights): the shared one, or one that also trusts
+    /// `UpstreamCaFile`. It lives as long as the process.
+    static func upstreamHTTP(_ tls: AgentTLSSetup) -> HTTPClient {
+        guard let configuration = tls.upstream else { return .shared }
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: configuration))
     }
 
     /// A bootstrap posted to this node: validated here, applied on the leader (this node, or forwarded to it).
@@ -308,7 +342,8 @@ public struct AgentRuntime: Sendable {
         let notes = startupNotes
         let logger = self.logger
         let app = AgentServerFactory.makeApplication(
-            routes: routes, hub: hub, bindAddress: configuration.bindAddress, port: configuration.port, logger: logger
+            routes: routes, hub: hub, bindAddress: configuration.bindAddress, port: configuration.port, tls: tls.server,
+            logger: logger
         ) { port in
             logger.info("agent listening", metadata: [
                 "event": "listening", "port": "\(port)", "mode": "\(configuration.mode.rawValue)",
@@ -316,7 +351,8 @@ public struct AgentRuntime: Sendable {
             let host = configuration.bindAddress == "0.0.0.0" ? "127.0.0.1" : configuration.bindAddress
             var text = "FeatBit Agent (\(configuration.mode.rawValue) mode) listening on port \(port)\n"
             for note in notes { text += "  \(note)\n" }
-            text += "  point an SDK at streaming URL ws://\(host):\(port) and event URL http://\(host):\(port)\n"
+            let secure = configuration.tls != nil ? "s" : ""
+            text += "  point an SDK at streaming URL ws\(secure)://\(host):\(port) and event URL http\(secure)://\(host):\(port)\n"
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         hub.start()

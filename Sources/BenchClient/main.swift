@@ -9,6 +9,8 @@
 //   bench-client mesh-fanout HOST SECRET N ROUNDS METHOD URL AUTH CHANGE_BODY PORT [PORT…]
 //     N SDKs on each node of a mesh; the time from a change at the simulator to the last SDK on every node
 //     (see MeshFanout.swift).
+//   bench-client idle-sockets HOST PORT SECRET N AGENT_PID ws|wss [CA_FILE]
+//     N idle server SDKs over ws:// or wss:// and the agent's RSS per socket (see IdleSockets.swift).
 //   bench-client bare-http PORT BODY_FILE
 //     a bare SwiftNIO HTTP/1.1 server answering every request with BODY_FILE: scripts/bench-http's reference
 //     (see BareHTTP.swift).
@@ -86,7 +88,8 @@ do {
     case "fanout": try await runFanout(Array(arguments.dropFirst()))
     case "mesh-fanout": try await runMeshFanout(Array(arguments.dropFirst()))
     case "bare-http": try await runBareHTTP(Array(arguments.dropFirst()))
-    default: throw BenchError("usage: bench-client insights|fanout|mesh-fanout|bare-http ARGS… (see Sources/BenchClient/main.swift)")
+    case "idle-sockets": try await runIdleSockets(Array(arguments.dropFirst()))
+    default: throw BenchError("usage: bench-client insights|fanout|mesh-fanout|idle-sockets|bare-http ARGS… (see Sources/BenchClient/main.swift)")
     }
 } catch {
     FileHandle.standardError.write(Data("bench-client: \(error)\n".utf8))

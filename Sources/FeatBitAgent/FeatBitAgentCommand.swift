@@ -1,6 +1,7 @@
 import AgentApp
 import AgentCore
 import AgentServer
+import AgentTLS
 import ArgumentParser
 import Foundation
 import Hummingbird
@@ -44,6 +45,12 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-election-timeout-ms"), help: help("ClusterElectionTimeoutMs"))
     var clusterElectionTimeoutMs: String?
     @Option(name: .customLong("cluster-role"), help: help("ClusterRole")) var clusterRole: String?
+    @Option(name: .customLong("tls-cert-file"), help: help("TlsCertFile")) var tlsCertFile: String?
+    @Option(name: .customLong("tls-key-file"), help: help("TlsKeyFile")) var tlsKeyFile: String?
+    @Option(name: .customLong("cluster-tls-cert-file"), help: help("ClusterTlsCertFile")) var clusterTlsCertFile: String?
+    @Option(name: .customLong("cluster-tls-key-file"), help: help("ClusterTlsKeyFile")) var clusterTlsKeyFile: String?
+    @Option(name: .customLong("cluster-tls-ca-file"), help: help("ClusterTlsCaFile")) var clusterTlsCaFile: String?
+    @Option(name: .customLong("upstream-ca-file"), help: help("UpstreamCaFile")) var upstreamCaFile: String?
     @Option(name: .customLong("token-expiry-seconds"), help: help("Streaming__TokenExpirySeconds")) var tokenExpiry: String?
     @Option(name: .customLong("log-level"), help: help("LogLevel")) var logLevel: String?
     @Flag(name: .customLong("check-config"),
@@ -64,6 +71,8 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             ("ClusterSecret", clusterSecret), ("ClusterHeartbeatMs", clusterHeartbeatMs),
             ("ClusterElectionTimeoutMs", clusterElectionTimeoutMs), ("ClusterRole", clusterRole),
             ("Streaming__TokenExpirySeconds", tokenExpiry), ("LogLevel", logLevel),
+            ("TlsCertFile", tlsCertFile), ("TlsKeyFile", tlsKeyFile), ("ClusterTlsCertFile", clusterTlsCertFile),
+            ("ClusterTlsKeyFile", clusterTlsKeyFile), ("ClusterTlsCaFile", clusterTlsCaFile), ("UpstreamCaFile", upstreamCaFile),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }
@@ -97,14 +106,14 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             "streamingUri": c.streamingUri.map { .string($0) } ?? .null, "insightsMode": .string(c.insightsMode.rawValue),
             "port": .integer(Int64(c.port)), "bindAddress": .string(c.bindAddress),
             "dbPath": c.dbPath.map { .string($0) } ?? .null, "nodeId": .string(c.nodeId), "logLevel": .string(c.logLevel.rawValue),
-            "cluster": .null,
+            "cluster": .null, "tls": .bool(c.tls != nil), "upstreamCaFile": c.upstreamCaFile.map { .string($0) } ?? .null,
         ]
         if let mesh = c.cluster {
             object["cluster"] = .object([
                 "address": .string("\(mesh.listenHost):\(mesh.listenPort)"),
                 "peers": .array(mesh.peers.map { .string("\($0.nodeId)@\($0.address)") }),
                 "heartbeatMs": .integer(Int64(mesh.heartbeatMs)), "electionTimeoutMs": .integer(Int64(mesh.electionTimeoutMs)),
-                "role": .string(mesh.isWitness ? "witness" : "voter"),
+                "role": .string(mesh.isWitness ? "witness" : "voter"), "tls": .bool(mesh.tls != nil),
             ])
         }
         return .object(object)
@@ -125,7 +134,10 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
         switch AgentConfiguration.resolve(options: optionValues, environment: ProcessInfo.processInfo.environment,
                                           file: file, hostname: ProcessInfo.processInfo.hostName) {
         case .success(let configuration) where problems.isEmpty:
-            return configuration
+            // The certificate, key and CA files must be readable, PEM, and each key must match its certificate.
+            let tlsProblems = AgentTLSSetup.problems(configuration)
+            if tlsProblems.isEmpty { return configuration }
+            problems.append(contentsOf: tlsProblems.map(\.description))
         case .success:
             break
         case .failure(let found):

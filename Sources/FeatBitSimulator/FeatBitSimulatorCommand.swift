@@ -1,9 +1,11 @@
 import AgentCore
+import AgentTLS
 import ArgumentParser
 import FeatBitSimulatorCore
 import Foundation
 import Hummingbird
 import Logging
+import NIOSSL
 
 /// `featbit-sim`: a FeatBit evaluation server simulator, the upstream of the agent's end-to-end tests, demo and
 /// benchmarks. Prints `featbit-sim listening on port N` once it accepts connections.
@@ -34,6 +36,12 @@ struct FeatBitSimulatorCommand: AsyncParsableCommand {
     @Option(help: "Window for server/client SDK streaming tokens, in seconds.")
     var tokenExpirySeconds = 30
 
+    @Option(help: "PEM certificate chain: serve HTTPS and WSS only (with --tls-key-file).")
+    var tlsCertFile: String?
+
+    @Option(help: "PEM private key of --tls-cert-file.")
+    var tlsKeyFile: String?
+
     @Option(help: "Log level for stderr (trace, debug, info, notice, warning, error, critical).")
     var logLevel = "info"
 
@@ -41,6 +49,9 @@ struct FeatBitSimulatorCommand: AsyncParsableCommand {
         // The agent's own bound (milliseconds must not overflow; a negative window would trap on a handshake).
         guard (1...AgentConfiguration.maxTokenExpirySeconds).contains(tokenExpirySeconds) else {
             throw ValidationError("--token-expiry-seconds must be from 1 to \(AgentConfiguration.maxTokenExpirySeconds)")
+        }
+        guard (tlsCertFile == nil) == (tlsKeyFile == nil) else {
+            throw ValidationError("--tls-cert-file and --tls-key-file go together")
         }
     }
 
@@ -64,8 +75,25 @@ struct FeatBitSimulatorCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "featbit-sim")
-        let app = SimulatorServer.makeApplication(simulator: simulator, host: host, port: port, logger: logger) { port in
+        let announce: @Sendable (Int) async -> Void = { port in
             FileHandle.standardOutput.write(Data("featbit-sim listening on port \(port)\n".utf8))
+        }
+        let app: any ApplicationProtocol
+        if let tlsCertFile, let tlsKeyFile {
+            let tls: TLSConfiguration
+            do {
+                let chain = try PEMFiles.certificates(tlsCertFile, key: "--tls-cert-file")
+                let key = try PEMFiles.privateKey(tlsKeyFile, key: "--tls-key-file")
+                tls = .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            } catch {
+                FileHandle.standardError.write(Data("featbit-sim: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            app = try SimulatorServer.makeApplication(simulator: simulator, host: host, port: port, tls: tls, logger: logger,
+                                                      onServerRunning: announce)
+        } else {
+            app = SimulatorServer.makeApplication(simulator: simulator, host: host, port: port, logger: logger,
+                                                  onServerRunning: announce)
         }
         // Like the evaluation server (spec §2.6, §8.22), a stop aborts the sockets: SIGTERM/SIGINT end the process at
         // once, so peers see the TCP connection drop without a WebSocket close frame (1006), never a 1000.

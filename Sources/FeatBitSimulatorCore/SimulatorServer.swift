@@ -3,9 +3,11 @@ import AgentServer
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 
 /// The simulator's one listening server: `/streaming` (WebSocket, one task per socket plus a writer task), the
@@ -22,22 +24,47 @@ public enum SimulatorServer {
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
+        application(simulator: simulator, server: serverBuilder(simulator: simulator), host: host, port: port,
+                    logger: logger, onServerRunning: onServerRunning)
+    }
+
+    /// The same server speaking HTTPS and WSS only (a FeatBit server behind a certificate, e.g. from a private CA).
+    public static func makeApplication(
+        simulator: Simulator,
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        tls: TLSConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        application(simulator: simulator, server: try .tls(serverBuilder(simulator: simulator), tlsConfiguration: tls),
+                    host: host, port: port, logger: logger, onServerRunning: onServerRunning)
+    }
+
+    static func serverBuilder(simulator: Simulator) -> HTTPServerBuilder {
+        .http1WebSocketUpgrade(
+            configuration: .init(
+                http1: .init(),
+                ws: .init(maxFrameSize: 16 * 1024 * 1024, autoPing: .disabled, closeTimeout: .seconds(5))
+            )
+        ) { head, channel, logger in
+            guard isStreamingPath(head.path ?? ""), simulator.isUp else { return .dontUpgrade }
+            let query = lowercasedQuery(head.path ?? "")
+            return .upgrade([:]) { inbound, outbound, _ in
+                await serveSocket(simulator: simulator, query: query, channel: channel, inbound: inbound,
+                                  outbound: outbound, logger: logger)
+            }
+        }
+    }
+
+    static func application(
+        simulator: Simulator, server: HTTPServerBuilder, host: String, port: Int, logger: Logger,
+        onServerRunning: @escaping @Sendable (_ port: Int) async -> Void
+    ) -> some ApplicationProtocol {
         let router = SimulatorRoutes(simulator: simulator, logger: logger).buildRouter()
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                configuration: .init(
-                    http1: .init(),
-                    ws: .init(maxFrameSize: 16 * 1024 * 1024, autoPing: .disabled, closeTimeout: .seconds(5))
-                )
-            ) { head, channel, logger in
-                guard isStreamingPath(head.path ?? ""), simulator.isUp else { return .dontUpgrade }
-                let query = lowercasedQuery(head.path ?? "")
-                return .upgrade([:]) { inbound, outbound, _ in
-                    await serveSocket(simulator: simulator, query: query, channel: channel, inbound: inbound,
-                                      outbound: outbound, logger: logger)
-                }
-            },
+            server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: "featbit-sim", reuseAddress: true),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger

@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
@@ -27,6 +29,8 @@ public final class UpstreamClient: Service, Sendable {
         public var connectTimeout: Duration = .seconds(10)
         /// How long a close waits for the server's Close frame before dropping the socket.
         public var closeTimeout: Duration = .seconds(2)
+        /// TLS for `wss://` (the system trust store plus `UpstreamCaFile`); `nil` uses the client's default.
+        public var tlsConfiguration: TLSConfiguration?
 
         public init(streamingUri: String, apiKey: String) {
             self.streamingUri = streamingUri
@@ -138,9 +142,11 @@ public final class UpstreamClient: Service, Sendable {
         do {
             let lastMessage = LastMessageClock()
             let close = try await withConnectionWatchdog(connected, lastMessage: lastMessage) {
-                try await WebSocketClient.connect(url: self.settings.url, configuration: configuration, logger: self.logger) {
+                try await WebSocketClient.connect(url: self.settings.url, configuration: configuration,
+                                                  tlsConfiguration: self.settings.tlsConfiguration, logger: self.logger) {
                     inbound, outbound, _ in
                     connected.set()
+                    self.tlsFailed(nil)
                     self.logger.info("connected to the FeatBit server", metadata: ["event": "upstream-connected"])
                     self.currentWriter.withLock { $0 = { bytes in try await outbound.write(.text(String(decoding: bytes, as: UTF8.self))) } }
                     defer { self.currentWriter.withLock { $0 = nil } }
@@ -164,8 +170,43 @@ public final class UpstreamClient: Service, Sendable {
             }
             return close.map { UInt16(webSocketErrorCode: $0.closeCode) }
         } catch {
-            logger.debug("upstream connection failed", metadata: ["event": "upstream-connect-failed", "error": "\(error)"])
+            if let reason = Self.tlsFailure(error) {
+                tlsFailed(reason)
+            } else {
+                logger.debug("upstream connection failed", metadata: ["event": "upstream-connect-failed", "error": "\(error)"])
+            }
             return nil
+        }
+    }
+
+    /// Why the connection failed, if it failed in TLS (an untrusted or expired certificate, a name mismatch, a server
+    /// that does not speak TLS).
+    static func tlsFailure(_ error: any Error) -> String? {
+        switch error {
+        case let error as NIOSSLError: return "\(error)"
+        case let error as NIOSSLExtraError: return "\(error)"
+        case let error as BoringSSLError: return "\(error)"
+        case let error as NIOConnectionError:
+            // A failure while connecting comes wrapped, one per address tried.
+            return error.connectionErrors.lazy.compactMap { tlsFailure($0.error) }.first
+        default: return nil
+        }
+    }
+
+    /// Records (or with `nil` clears) a TLS failure towards the server: logged with its reason and shown in the
+    /// status' problems, since it will not go away by retrying until the certificate or `UpstreamCaFile` changes.
+    private func tlsFailed(_ reason: String?) {
+        if let reason {
+            logger.error("TLS to the FeatBit server failed; check its certificate or UpstreamCaFile", metadata: [
+                "event": "upstream-tls-failed", "reason": "\(reason)",
+            ])
+        }
+        status.update { values in
+            values.problems["upstreamTls"] = reason.map { reason in
+                let hint = reason.contains("CERTIFICATE_VERIFY_FAILED")
+                    ? "its certificate is not trusted (set UpstreamCaFile to the CA that signed it): " : ""
+                return "TLS to the FeatBit server failed: \(hint)\(reason)"
+            }
         }
     }
 

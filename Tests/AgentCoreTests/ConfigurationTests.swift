@@ -101,6 +101,9 @@ import Testing
         (["ClusterHeartbeatMs": "0"], "ClusterHeartbeatMs"),
         (["ClusterHeartbeatMs": "500", "ClusterElectionTimeoutMs": "1000"], "ClusterElectionTimeoutMs"),
         (["ClusterRole": "boss"], "ClusterRole"),
+        (["ClusterTlsCertFile": "/etc/mesh/node.pem"], "ClusterTlsKeyFile"),
+        (["ClusterTlsCertFile": "/etc/mesh/node.pem", "ClusterTlsKeyFile": "/etc/mesh/node.key"], "ClusterTlsCaFile"),
+        (["ClusterTlsCaFile": "/etc/mesh/ca.pem"], "ClusterTlsCertFile"),
     ])
     func aBadMeshSettingIsNamed(change: [String: String], key: String) {
         var env = Self.mesh
@@ -118,5 +121,52 @@ import Testing
             return
         }
         #expect(problems.list.map(\.key) == ["ClusterAddress"])
+    }
+
+    @Test func tlsNeedsTheCertificateAndTheKeyTogether() throws {
+        let both = try resolve(env: ["TlsCertFile": "/etc/agent/tls.crt", "TlsKeyFile": "/etc/agent/tls.key"]).get()
+        #expect(both.tls == .init(certFile: "/etc/agent/tls.crt", keyFile: "/etc/agent/tls.key"))
+        #expect(try resolve().get().tls == nil, "no TLS keys: plain HTTP")
+        for (env, key) in [(["TlsCertFile": "/etc/agent/tls.crt"], "TlsKeyFile"), (["TlsKeyFile": "/etc/agent/tls.key"], "TlsCertFile")] {
+            guard case .failure(let problems) = resolve(env: env) else {
+                Issue.record("accepted \(env)")
+                continue
+            }
+            #expect(problems.list.map(\.key) == [key])
+        }
+    }
+
+    @Test func meshTlsIsAllThreeFilesAndOnlyWithPeers() throws {
+        var env = Self.mesh
+        env["ClusterTlsCertFile"] = "/m/node.pem"
+        env["ClusterTlsKeyFile"] = "/m/node.key"
+        env["ClusterTlsCaFile"] = "/m/ca.pem"
+        let cluster = try #require(try resolve(env: env).get().cluster)
+        #expect(cluster.tls == .init(certFile: "/m/node.pem", keyFile: "/m/node.key", caFile: "/m/ca.pem"))
+        #expect(try #require(try resolve(env: Self.mesh).get().cluster).tls == nil)
+        guard case .failure(let problems) = resolve(env: ["ClusterTlsCaFile": "/m/ca.pem"]) else {
+            Issue.record("accepted ClusterTlsCaFile without Peers")
+            return
+        }
+        #expect(problems.list.map(\.key) == ["ClusterTlsCaFile"])
+    }
+
+    @Test func wssToAnIPAddressIsRefusedBecauseTLSNeedsAHostName() {
+        for uri in ["wss://10.0.0.5:5100", "wss://[::1]:5100/sub", "wss://127.0.0.1"] {
+            guard case .failure(let problems) = resolve(env: ["StreamingUri": uri, "ApiKey": "rp-x"]) else {
+                Issue.record("accepted \(uri)")
+                continue
+            }
+            #expect(problems.list.map(\.key) == ["StreamingUri"])
+        }
+        for uri in ["ws://10.0.0.5:5100", "wss://featbit.internal:5100", "wss://10.example.com"] {
+            #expect((try? resolve(env: ["StreamingUri": uri, "ApiKey": "rp-x"]).get()) != nil, "\(uri)")
+        }
+    }
+
+    @Test func upstreamCaFileIsKept() throws {
+        let configuration = try resolve(env: ["StreamingUri": "wss://featbit.internal", "ApiKey": "rp-x",
+                                              "UpstreamCaFile": "/etc/agent/featbit-ca.pem"]).get()
+        #expect(configuration.upstreamCaFile == "/etc/agent/featbit-ca.pem")
     }
 }

@@ -189,12 +189,15 @@ SIM_BIN = os.environ.get("FEATBIT_SIM_BIN", str(pathlib.Path(AGENT_BIN).parent /
 class Simulator:
     """The in-repo FeatBit evaluation-server simulator (featbit-sim) on 127.0.0.1 and a free port."""
 
-    def __init__(self, tmp_path, data_set, api_key=API_KEY):
+    def __init__(self, tmp_path, data_set, api_key=API_KEY, tls=None):
+        """`tls`: (certificate file, key file, CA file) to serve HTTPS and WSS only, trusted through that CA."""
         data_file = tmp_path / f"sim-data-{time.time_ns()}.json"
         data_file.write_text(json.dumps(data_set))
         self.stderr = open(tmp_path / f"sim-{time.time_ns()}.err", "w+")
+        tls_args = ["--tls-cert-file", str(tls[0]), "--tls-key-file", str(tls[1])] if tls else []
         self.proc = subprocess.Popen([SIM_BIN, "--host", "127.0.0.1", "--port", "0", "--data-file", str(data_file),
-                                      "--api-key", api_key], stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+                                      "--api-key", api_key, *tls_args], stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True)
         deadline = time.time() + 20
         self.port = None
         while time.time() < deadline and self.port is None:
@@ -206,14 +209,20 @@ class Simulator:
         if self.port is None:
             self.proc.kill()
             raise AssertionError("featbit-sim did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        secure = "s" if tls else ""
+        self.url = f"http{secure}://127.0.0.1:{self.port}"
+        # TLS needs a host name (SNI): the test certificate names localhost besides 127.0.0.1.
+        self.ws_url = f"wss://localhost:{self.port}" if tls else f"ws://127.0.0.1:{self.port}"
+        self.ssl_context = None
+        if tls:
+            import ssl
+            self.ssl_context = ssl.create_default_context(cafile=str(tls[2]))
 
     def control(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + "/control/" + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=self.ssl_context) as resp:
             text = resp.read().decode()
             return json.loads(text) if text else None
 
@@ -227,8 +236,8 @@ class Simulator:
 def start_simulator(tmp_path):
     sims = []
 
-    def start(data_set=None, api_key=API_KEY):
-        sim = Simulator(tmp_path, data_set or fake_data_set(), api_key)
+    def start(data_set=None, api_key=API_KEY, tls=None):
+        sim = Simulator(tmp_path, data_set or fake_data_set(), api_key, tls)
         sims.append(sim)
         return sim
 

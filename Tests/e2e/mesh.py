@@ -77,7 +77,8 @@ mesh_port = free_port
 
 _CONFIG_KEYS = ("Mode", "ApiKey", "AgentId", "StreamingUri", "EventUri", "ForwardEvents", "InsightsMode", "Port",
                 "BindAddress", "DbPath", "DataFile", "NodeId", "ClusterAddress", "Peers", "ClusterSecret",
-                "ClusterHeartbeatMs", "ClusterElectionTimeoutMs", "ClusterRole", "LogLevel")
+                "ClusterHeartbeatMs", "ClusterElectionTimeoutMs", "ClusterRole", "LogLevel", "TlsCertFile", "TlsKeyFile",
+                "ClusterTlsCertFile", "ClusterTlsKeyFile", "ClusterTlsCaFile", "UpstreamCaFile")
 
 
 def _clean_env():

@@ -27,6 +27,21 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var logLevel: LogLevel
     /// The mesh, when `Peers` is set; `nil` for a single node.
     public var cluster: ClusterConfiguration?
+    /// `TlsCertFile` and `TlsKeyFile`: when set, the port speaks HTTPS and WSS only.
+    public var tls: TLSFiles?
+    /// `UpstreamCaFile`: a CA trusted, besides the system's, for `wss://`/`https://` to the FeatBit server.
+    public var upstreamCaFile: String?
+
+    /// A PEM certificate chain and its private key (paths; read, matched and watched by the server).
+    public struct TLSFiles: Sendable, Equatable {
+        public var certFile: String
+        public var keyFile: String
+
+        public init(certFile: String, keyFile: String) {
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
+    }
 
     /// One configuration key: its environment/config-file name, its option, default and meaning. The README table
     /// and `--help` are written from these.
@@ -47,6 +62,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             help: "relay-proxy key (rp-…): upstream credential and the key of /api/public/proxy/*"),
         Key(name: "AgentId", option: "agent-id", defaultText: "hostname", help: "id registered upstream in auto mode"),
         Key(name: "StreamingUri", option: "streaming-uri", defaultText: "-", help: "ws:// or wss:// base of the FeatBit evaluation server"),
+        Key(name: "UpstreamCaFile", option: "upstream-ca-file", defaultText: "- (system trust store)",
+            help: "PEM CA certificate(s) trusted, besides the system's, for wss:// and https:// to the FeatBit server"),
         Key(name: "ForwardEvents", option: "forward-events", defaultText: "true", help: "false is the same as InsightsMode=drop"),
         Key(name: "EventUri", option: "event-uri", defaultText: "StreamingUri as http(s)", help: "base URL insights are forwarded to"),
         Key(name: "InsightsMode", option: "insights-mode", defaultText: "forward", help: "forward, anonymize, local or drop"),
@@ -54,6 +71,10 @@ public struct AgentConfiguration: Sendable, Equatable {
             help: "comma list of custom user properties that anonymize keeps"),
         Key(name: "Port", option: "port", defaultText: "6100", help: "HTTP and WebSocket port for SDKs and the admin API"),
         Key(name: "BindAddress", option: "bind", defaultText: "0.0.0.0", help: "address to listen on"),
+        Key(name: "TlsCertFile", option: "tls-cert-file", defaultText: "- (plain HTTP)",
+            help: "PEM certificate chain: the port then speaks HTTPS and WSS only; reloaded when the file changes"),
+        Key(name: "TlsKeyFile", option: "tls-key-file", defaultText: "required with TlsCertFile",
+            help: "PEM private key of TlsCertFile (unencrypted); reloaded when the file changes"),
         Key(name: "DbPath", option: "db", defaultText: "./featbit.db", help: "SQLite file every change is made durable in; none disables"),
         Key(name: "DataFile", option: "data-file", defaultText: "-", help: "JSON data set (bootstrap/backup format) loaded at start and watched (offline mode)"),
         Key(name: "NodeId", option: "node-id", defaultText: "hostname", help: "unique id of this node in a mesh"),
@@ -66,6 +87,12 @@ public struct AgentConfiguration: Sendable, Equatable {
             help: "a leader not heard for this long (randomised up to twice it) is replaced, ms"),
         Key(name: "ClusterRole", option: "cluster-role", defaultText: "voter",
             help: "voter, or witness (votes only: never leads, holds no data)"),
+        Key(name: "ClusterTlsCertFile", option: "cluster-tls-cert-file", defaultText: "- (peer links not encrypted)",
+            help: "PEM certificate of this node for mutual TLS between peers (with ClusterTlsKeyFile and ClusterTlsCaFile)"),
+        Key(name: "ClusterTlsKeyFile", option: "cluster-tls-key-file", defaultText: "required with ClusterTlsCertFile",
+            help: "PEM private key of ClusterTlsCertFile"),
+        Key(name: "ClusterTlsCaFile", option: "cluster-tls-ca-file", defaultText: "required with ClusterTlsCertFile",
+            help: "PEM CA that signs every node's certificate; a peer without one is refused"),
         Key(name: "Streaming__TokenExpirySeconds", option: "token-expiry-seconds", defaultText: "30", help: "SDK token validity window, seconds"),
         Key(name: "LogLevel", option: "log-level", defaultText: "info", help: "trace, debug, info, notice, warning, error"),
     ]
@@ -80,6 +107,17 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Every problem found, in key order of discovery.
     public struct Problems: Error, Sendable, Equatable {
         public let list: [Problem]
+    }
+
+    /// Whether the URL's host is an IPv4 or bracketed IPv6 literal.
+    static func hostIsIPAddress(_ url: String) -> Bool {
+        guard let schemeEnd = url.range(of: "://") else { return false }
+        let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostPort = authority.split(separator: "@").last ?? authority[...]
+        if hostPort.hasPrefix("[") { return true }
+        let host = hostPort.split(separator: ":", maxSplits: 1).first ?? hostPort
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) }
     }
 
     /// Resolves and validates. `options` and `environment` are keyed by the key names above; `file` holds the
@@ -135,6 +173,9 @@ public struct AgentConfiguration: Sendable, Equatable {
         if let uri = streamingUri {
             if !(uri.hasPrefix("ws://") || uri.hasPrefix("wss://")) || uri.count <= 6 {
                 problems.append(Problem(key: "StreamingUri", message: "\"\(uri)\" is not a ws:// or wss:// URL"))
+            } else if uri.hasPrefix("wss://"), Self.hostIsIPAddress(uri) {
+                // The WebSocket client sends the host as TLS SNI, which may not be an IP address (RFC 6066 §3).
+                problems.append(Problem(key: "StreamingUri", message: "\"\(uri)\": wss:// needs a host name, not an IP address (TLS server name indication); use a DNS name in the server's certificate"))
             }
         } else if mode == .auto {
             problems.append(Problem(key: "StreamingUri", message: "is required in auto mode"))
@@ -198,6 +239,14 @@ public struct AgentConfiguration: Sendable, Equatable {
             problems.append(Problem(key: "InsightsMode", message: "local keeps insights in featbit.db; DbPath must not be none"))
         }
 
+        var tls: TLSFiles?
+        switch (value("TlsCertFile"), value("TlsKeyFile")) {
+        case (let cert?, let key?): tls = TLSFiles(certFile: cert, keyFile: key)
+        case (_?, nil): problems.append(Problem(key: "TlsKeyFile", message: "is required with TlsCertFile"))
+        case (nil, _?): problems.append(Problem(key: "TlsCertFile", message: "is required with TlsKeyFile"))
+        case (nil, nil): tls = nil
+        }
+
         let nodeId = value("NodeId") ?? hostname
         let cluster = ClusterConfiguration.resolve(nodeId: nodeId, value: value, dbPath: dbPath, problems: &problems)
 
@@ -206,7 +255,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             forwardEvents: forwardEvents, eventUri: eventUri, insightsMode: insightsMode,
             insightsAllowProperties: allow, port: port, bindAddress: value("BindAddress") ?? "0.0.0.0",
             dbPath: dbPath, dataFile: value("DataFile"), nodeId: nodeId,
-            tokenExpirySeconds: tokenExpiry, logLevel: logLevel, cluster: cluster
+            tokenExpirySeconds: tokenExpiry, logLevel: logLevel, cluster: cluster, tls: tls,
+            upstreamCaFile: value("UpstreamCaFile")
         )
         return problems.isEmpty ? .success(configuration) : .failure(Problems(list: problems))
     }

@@ -18,6 +18,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var heartbeatMs: Int
     public var electionTimeoutMs: Int
     public var isWitness: Bool
+    /// Mutual TLS between peers (`ClusterTlsCertFile`, `ClusterTlsKeyFile`, `ClusterTlsCaFile`), when set.
+    public var tls: TLSFiles?
+
+    /// This node's PEM certificate and key, and the CA every peer's certificate must be signed by.
+    public struct TLSFiles: Sendable, Equatable {
+        public var certFile: String
+        public var keyFile: String
+        public var caFile: String
+    }
 
     public static let defaultHeartbeatMs = 500
     public static let defaultElectionTimeoutMs = 5_000
@@ -44,6 +53,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
         return (String(host), port)
     }
 
+    /// The keys of mutual TLS between peers: all three or none.
+    static let tlsKeys = ["ClusterTlsCertFile", "ClusterTlsKeyFile", "ClusterTlsCaFile"]
+
     /// Reads the cluster keys; `nil` without `Peers` (a single node). Every problem names its key.
     static func resolve(nodeId: String, value: (String) -> String?, dbPath: String?,
                         problems: inout [AgentConfiguration.Problem]) -> ClusterConfiguration? {
@@ -53,6 +65,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         guard let peersText else {
             if addressText != nil { problem("ClusterAddress", "is set but Peers is empty; set Peers to form a mesh, or remove it") }
             if value("ClusterSecret") != nil { problem("ClusterSecret", "is set but Peers is empty") }
+            for key in tlsKeys where value(key) != nil { problem(key, "is set but Peers is empty") }
             return nil
         }
         var peers: [Peer] = []
@@ -117,7 +130,18 @@ public struct ClusterConfiguration: Sendable, Equatable {
             default: problem("ClusterRole", "\"\(role)\" is not voter or witness")
             }
         }
+        var tls: TLSFiles?
+        let tlsValues = tlsKeys.map(value)
+        if tlsValues.contains(where: { $0 != nil }) {
+            for (key, text) in zip(tlsKeys, tlsValues) where text == nil {
+                problem(key, "is required with \(zip(tlsKeys, tlsValues).filter { $0.1 != nil }.map(\.0).joined(separator: " and ")): mutual TLS needs all three")
+            }
+            if let cert = tlsValues[0], let key = tlsValues[1], let ca = tlsValues[2] {
+                tls = TLSFiles(certFile: cert, keyFile: key, caFile: ca)
+            }
+        }
         return ClusterConfiguration(nodeId: nodeId, listenHost: listen.host, listenPort: listen.port, peers: peers,
-                                    secret: secret, heartbeatMs: heartbeat, electionTimeoutMs: election, isWitness: isWitness)
+                                    secret: secret, heartbeatMs: heartbeat, electionTimeoutMs: election, isWitness: isWitness,
+                                    tls: tls)
     }
 }

@@ -1,3 +1,4 @@
+import AgentTLS
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -15,13 +16,14 @@ public enum AgentServerFactory {
         hub: StreamingHub,
         bindAddress: String,
         port: Int,
+        tls: ReloadingTLSContext? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) -> any Service {
         Application(
             router: routes.buildRouter(),
-            server: HTTPServerBuilder { responder in AgentChildChannel(responder: responder, hub: hub) },
+            server: HTTPServerBuilder { responder in AgentChildChannel(responder: responder, hub: hub, tls: tls) },
             configuration: .init(
                 address: .hostname(bindAddress, port: port),
                 serverName: serverName,

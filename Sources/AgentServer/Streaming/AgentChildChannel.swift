@@ -1,4 +1,5 @@
 import AgentCore
+import AgentTLS
 import HTTPTypes
 import HummingbirdCore
 import Logging
@@ -6,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import NIOSSL
 import NIOWebSocket
 
 /// The server's per-connection setup: `/streaming` WebSocket upgrades go straight into NIO handlers
@@ -24,15 +26,30 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
 
     public let responder: HTTPChannelHandler.Responder
     let hub: StreamingHub
+    /// When set, every connection is TLS (HTTPS and WSS only), with the context current when it was accepted.
+    let tls: ReloadingTLSContext?
+    /// Bounds the log lines of failed handshakes on this port (anyone can cause them).
+    let tlsFailureLog = LogBudget()
 
-    public init(responder: @escaping HTTPChannelHandler.Responder, hub: StreamingHub) {
+    public init(responder: @escaping HTTPChannelHandler.Responder, hub: StreamingHub, tls: ReloadingTLSContext? = nil) {
         self.responder = responder
         self.hub = hub
+        self.tls = tls
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let hub = self.hub
+        let tls = self.tls
+        let tlsFailureLog = self.tlsFailureLog
         return channel.eventLoop.makeCompletedFuture {
+            if let tls {
+                // TLS first: a plaintext request or a failed handshake is logged and closed before HTTP sees a byte.
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed", budget: tlsFailureLog))
+                // Bounds the ciphertext buffer NIOSSL keeps per socket (TLSWriteChunker.swift).
+                try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
+            }
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 // Frames larger than the message limit are refused by the decoder (close 1009).
                 maxFrameSize: hub.settings.maxMessageBytes,
@@ -75,7 +92,7 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: tls != nil))
                         // Closes idle keep-alive connections on shutdown (quiesce) and after the idle timeout.
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .seconds(120), logger: logger)

@@ -1,6 +1,8 @@
+import AgentTLS
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Every connection of one transport, and the dialing that keeps the outbound ones up (cluster-design §3.2).
 ///
@@ -32,6 +34,8 @@ final class PeerConnections {
     /// When a refusal was last logged at warning level, per peer (or remote address) and reason: a peer that keeps
     /// redialling with a wrong secret is logged once a minute, the repeats at debug level.
     private var lastRefusalWarning: [String: NIODeadline] = [:]
+    /// Bounds the log lines of failed TLS handshakes (a peer with the wrong certificate redials for ever).
+    private let tlsFailureLog = LogBudget()
     private var links: [NodeID: PeerLink]
 
     private struct PeerLink {
@@ -135,6 +139,19 @@ final class PeerConnections {
         }
         let handler = MeshConnectionHandler(dial: dial, identity: identity, owner: self)
         do {
+            if let tls = settings.tls {
+                // Mutual TLS first; a peer whose certificate the cluster CA did not sign never reaches the handshake.
+                if dial == nil {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server.current))
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: tls.client.current, serverHostname: nil))
+                }
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSHandshakeFailureLogger(logger: logger, event: "mesh-tls-refused", level: .warning,
+                                              budget: tlsFailureLog))
+                try channel.pipeline.syncOperations.addHandler(TLSWriteChunker())
+            }
             try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(MeshFrameDecoder(maxFrameBytes: settings.maxFrameBytes)))
             try channel.pipeline.syncOperations.addHandler(handler)

@@ -1,3 +1,4 @@
+import AgentTLS
 import NIOCore
 
 extension PeerTransport {
@@ -45,6 +46,19 @@ extension PeerTransport {
         public var userTimeout: TimeAmount = .seconds(5)
         /// Inbound connections still in their handshake at once; more are closed at accept.
         public var maxPendingHandshakes: Int = 64
+        /// Mutual TLS on every peer link (`ClusterTls*`), beneath the `ClusterSecret` handshake; `nil`: plain TCP.
+        public var tls: TLS?
+
+        /// The two sides of mutual TLS: accepting peers and dialling them, each requiring the other's certificate.
+        public struct TLS: Sendable {
+            public var server: ReloadingTLSContext
+            public var client: ReloadingTLSContext
+
+            public init(server: ReloadingTLSContext, client: ReloadingTLSContext) {
+                self.server = server
+                self.client = client
+            }
+        }
 
         public init(nodeId: NodeID, clusterId: String, secret: [UInt8], listenHost: String, listenPort: Int,
                     peers: [NodeID: PeerAddress], voters: [NodeID], incarnation: UInt64) {

@@ -1,0 +1,38 @@
+import Logging
+import ServiceLifecycle
+
+/// Polls the files of TLS contexts and swaps in a rebuilt context when they change.
+public struct TLSFileWatcher: Service {
+    public let contexts: [ReloadingTLSContext]
+    public let logger: Logger
+    public var interval: Duration
+
+    public init(contexts: [ReloadingTLSContext], interval: Duration = .seconds(2), logger: Logger) {
+        self.contexts = contexts
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            for context in contexts { check(context) }
+        }
+    }
+
+    /// Reloads one context if its files changed, and logs what happened.
+    public func check(_ context: ReloadingTLSContext) {
+        switch context.reloadIfChanged() {
+        case .unchanged:
+            break
+        case .reloaded:
+            logger.notice("TLS certificate reloaded; new connections use it, open ones keep theirs", metadata: [
+                "event": "tls-reloaded", "tls": "\(context.name)", "files": "\(context.files.joined(separator: ", "))",
+            ])
+        case .rejected(let problem):
+            logger.error("TLS files changed but cannot be used; new connections keep the previous certificate", metadata: [
+                "event": "tls-reload-rejected", "tls": "\(context.name)", "reason": "\(problem)",
+            ])
+        }
+    }
+}

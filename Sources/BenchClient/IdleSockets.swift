@@ -1,0 +1,154 @@
+// `bench-client idle-sockets`: N idle server SDKs on an agent's /streaming over ws:// or wss://, and the agent's RSS
+// each costs, for scripts/bench-fanout's TLS comparison (a benchmark tool, not a test). NIO sockets (with NIOSSL for
+// wss), the upgrade written and the 101 and first frame parsed by hand; the same client dials both schemes, so the
+// two figures differ only by what TLS costs the agent.
+import AgentCore
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// bench-client idle-sockets HOST PORT SECRET N AGENT_PID ws|wss [CA_FILE]
+///
+/// Prints one JSON line: connections, scheme, connect_seconds, agent_rss_before_kib, agent_rss_after_kib,
+/// rss_per_connection_kib (after minus before, over N, 2 s after the last data-sync answer).
+func runIdleSockets(_ args: [String]) async throws {
+    guard args.count == 6 || args.count == 7, let port = Int(args[1]), let n = Int(args[3]), let pid = Int32(args[4]),
+          args[5] == "ws" || args[5] == "wss" else {
+        throw BenchError("usage: idle-sockets HOST PORT SECRET N AGENT_PID ws|wss [CA_FILE]")
+    }
+    let (host, secret, scheme) = (args[0], args[2], args[5])
+    var tls: NIOSSLContext?
+    if scheme == "wss" {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if args.count == 7 { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(args[6])) }
+        configuration.certificateVerification = .noHostnameVerification
+        tls = try NIOSSLContext(configuration: configuration)
+    }
+    let concurrency = Int(ProcessInfo.processInfo.environment["FANOUT_CONNECT_CONCURRENCY"] ?? "") ?? 200
+    let counts = IdleCounts()
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let bootstrap = ClientBootstrap(group: group).channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+            try channel.pipeline.syncOperations.addHandler(IdleSDKHandler(host: host, port: port, secret: secret, counts: counts))
+        }
+    }
+    var channels: [any Channel] = []
+    channels.reserveCapacity(n)
+    let rssBefore = rssKiB(pid)
+    let start = ContinuousClock.now
+    let deadline = start + .seconds(300)
+    for _ in 0..<n {
+        while channels.count - counts.synced.load(ordering: .acquiring) >= concurrency {
+            if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
+            guard ContinuousClock.now < deadline else { throw BenchError("connecting took longer than 300 s") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        channels.append(try await bootstrap.connect(host: host, port: port).get())
+    }
+    while counts.synced.load(ordering: .acquiring) < n {
+        if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
+        guard ContinuousClock.now < deadline else {
+            throw BenchError("only \(counts.synced.load(ordering: .acquiring)) of \(n) sockets synced within 300 s")
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    let connectSeconds = ContinuousClock.now - start
+    try await Task.sleep(for: .seconds(2))  // let the agent settle (receive buffers shrink, allocations return)
+    let rssAfter = rssKiB(pid)
+    if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
+    let fields: [(String, String)] = [
+        ("connections", "\(n)"), ("scheme", "\"\(scheme)\""),
+        ("connect_seconds", String(format: "%.2f", Double(connectSeconds.components.seconds) + Double(connectSeconds.components.attoseconds) / 1e18)),
+        ("agent_rss_before_kib", "\(rssBefore)"), ("agent_rss_after_kib", "\(rssAfter)"),
+        ("rss_per_connection_kib", String(format: "%.2f", Double(rssAfter - rssBefore) / Double(max(n, 1)))),
+    ]
+    print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+    for channel in channels { channel.close(promise: nil) }
+    try await group.shutdownGracefully()
+}
+
+final class IdleCounts: Sendable {
+    let synced = Atomic<Int>(0)
+    let failure = Mutex<String?>(nil)
+    func fail(_ reason: String) { failure.withLock { if $0 == nil { $0 = reason } } }
+}
+
+/// One idle server SDK: upgrade, data-sync, wait for the first complete frame (the full data set), then read and
+/// drop whatever comes.
+final class IdleSDKHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private enum State { case upgrading, awaitingFull, synced }
+    private var state = State.upgrading
+    private var pending = ByteBuffer()
+    private let host: String
+    private let port: Int
+    private let secret: String
+    private let counts: IdleCounts
+
+    init(host: String, port: Int, secret: String, counts: IdleCounts) {
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.counts = counts
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let token = StreamingToken.encode(
+            secret: secret, timestamp: Int64(Date().timeIntervalSince1970 * 1000), position: Int.random(in: 2...10))
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let request = "GET /streaming?type=server&token=\(token) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
+            + "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state != .synced else { return }
+        var incoming = unwrapInboundIn(data)
+        pending.writeBuffer(&incoming)
+        if state == .upgrading {
+            let view = pending.readableBytesView
+            guard let end = view.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
+            let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+            guard head.hasPrefix("HTTP/1.1 101") else {
+                counts.fail("upgrade refused: \(head.prefix(80))")
+                return
+            }
+            pending.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
+            state = .awaitingFull
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: RawFanoutClient.maskedText(
+                #"{"messageType":"data-sync","data":{"timestamp":0}}"#))), promise: nil)
+        }
+        // The first frame: 2-byte header, then a 16- or 64-bit extended length.
+        let bytes = Array(pending.readableBytesView.prefix(10))
+        guard bytes.count >= 2 else { return }
+        var length = Int(bytes[1] & 0x7f)
+        var header = 2
+        if length == 126 {
+            guard bytes.count >= 4 else { return }
+            length = Int(bytes[2]) << 8 | Int(bytes[3])
+            header = 4
+        } else if length == 127 {
+            guard bytes.count >= 10 else { return }
+            length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }
+            header = 10
+        }
+        guard pending.readableBytes >= header + length else { return }
+        state = .synced
+        pending = ByteBuffer()
+        counts.synced.add(1, ordering: .releasing)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if state != .synced { counts.fail("a socket closed before its data-sync answer") }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        counts.fail("socket error: \(error)")
+        context.close(promise: nil)
+    }
+}
