@@ -75,6 +75,7 @@ public struct AgentRoutes: Sendable {
             router.post("\(prefix)/bootstrap") { request, context in try await adminBootstrap(request, context: context) }
         }
         router.get("/ui") { _, _ in StatusPage.response() }
+        router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response() }
         router.get("/metrics") { _, _ in
             var buffer: [UInt8] = []
             metrics?.emit(into: &buffer)
