@@ -5,9 +5,15 @@ import AgentCore
 /// `DataSetParser.parseBootstrap`), applied to a store, evaluated and backed up.
 enum DataSetFuzz {
     static func run(_ input: UnsafeRawBufferPointer) {
-        guard let json = JSONReader.parse(input),
-              let environments = try? DataSetParser.parseBootstrap(json) else { return }
+        guard let json = JSONReader.parse(input), let environments = try? accept(json) else { return }
         checkApplied(.replace(environments))
+    }
+
+    /// What the bootstrap API and `DataFile` do with a JSON body before applying it (AgentRoutes.applyBootstrap,
+    /// DataFileSource.load). A data-set validator joins here, one line after the parse.
+    static func accept(_ json: JSONValue) throws -> [EnvironmentData] {
+        let environments = try DataSetParser.parseBootstrap(json)
+        return environments
     }
 
     static let users: [EndUser] = [

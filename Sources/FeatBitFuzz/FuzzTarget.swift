@@ -17,6 +17,7 @@ struct FuzzTarget: Sendable {
         FuzzTarget(name: "mesh-frame", run: MeshFrameFuzz.run),
         FuzzTarget(name: "mesh-handshake", run: MeshHandshakeFuzz.run),
         FuzzTarget(name: "configuration", run: ConfigurationFuzz.run),
+        FuzzTarget(name: "api-body", run: APIBodyFuzz.run),
     ]
 }
 
