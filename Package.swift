@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "bench-eval", targets: ["BenchEval"]),
         .executable(name: "featbit-sim", targets: ["FeatBitSimulator"]),
         .executable(name: "bench-db", targets: ["BenchDB"]),
+        .executable(name: "featbit-fuzz", targets: ["FeatBitFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -193,6 +194,12 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
+        ),
+        // libFuzzer targets for every parser of outside input (scripts/fuzz builds them with -DFUZZING and the fuzzer's
+        // instrumentation; in other builds the executable is a stub).
+        .executableTarget(
+            name: "FeatBitFuzz",
+            dependencies: ["AgentCore", "Cluster", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // What the in-process server test suites share (starting a server on a free port, HTTP requests).
         .target(

@@ -87,6 +87,7 @@ public struct AgentRoutes: Sendable {
             }
         }
         router.get("/ui") { _, _ in StatusPage.response() }
+        router.get("/openapi.yaml") { _, _ in OpenAPIDocument.response() }
         router.get("/metrics") { _, _ in
             var buffer: [UInt8] = []
             metrics?.emit(into: &buffer)
