@@ -89,6 +89,7 @@ public struct AgentRuntime: Sendable {
         var routeSettings = AgentRoutes.Settings(apiKey: configuration.apiKey)
         routeSettings.forwardEvents = configuration.forwardEvents
         routeSettings.insightsMode = configuration.insightsMode.rawValue
+        routeSettings.adminAuth.burst = Double(configuration.adminAuthFailureLimit)
         routeSettings.nodeId = configuration.nodeId
 
         var mesh: MeshNode?

@@ -10,10 +10,21 @@ enum DataSetFuzz {
     }
 
     /// What the bootstrap API and `DataFile` do with a JSON body before applying it (AgentRoutes.applyBootstrap,
-    /// DataFileSource.load). A data-set validator joins here, one line after the parse.
+    /// DataFileSource.load): parse and validate every item (`ItemValidator`), refusing the whole data set for any.
     static func accept(_ json: JSONValue) throws -> [EnvironmentData] {
-        let environments = try DataSetParser.parseBootstrap(json)
-        return environments
+        try DataSetParser.parseBootstrap(json)
+    }
+
+    /// Nothing the validator refuses is ever stored (so none reaches an SDK).
+    static func checkValid(_ snapshot: DataSnapshot) {
+        for environment in snapshot.environments.values {
+            for flag in environment.sortedFlags {
+                fuzzCheck(ItemValidator.problems(.flag, flag.json).isEmpty, "an invalid flag was stored")
+            }
+            for segment in environment.sortedSegments {
+                fuzzCheck(ItemValidator.problems(.segment, segment.json).isEmpty, "an invalid segment was stored")
+            }
+        }
     }
 
     static let users: [EndUser] = [
@@ -27,6 +38,7 @@ enum DataSetFuzz {
         let store = DataStore()
         _ = store.apply(change)
         let snapshot = store.snapshot
+        checkValid(snapshot)
         for environment in snapshot.environments.values {
             for flag in environment.sortedFlags {
                 guard let model = flag.flagModel else { continue }

@@ -31,6 +31,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var tls: TLSFiles?
     /// `UpstreamCaFile`: a CA trusted, besides the system's, for `wss://`/`https://` to the FeatBit server.
     public var upstreamCaFile: String?
+    /// `AdminAuthFailureLimit`: failed admin authentications one source address may make before the admin API answers
+    /// 429 (one more comes back every 6 s); 0 turns the limit off.
+    public var adminAuthFailureLimit: Int = 10
 
     /// A PEM certificate chain and its private key (paths; read, matched and watched by the server).
     public struct TLSFiles: Sendable, Equatable {
@@ -94,6 +97,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         Key(name: "ClusterTlsCaFile", option: "cluster-tls-ca-file", defaultText: "required with ClusterTlsCertFile",
             help: "PEM CA that signs every node's certificate; a peer without one is refused"),
         Key(name: "Streaming__TokenExpirySeconds", option: "token-expiry-seconds", defaultText: "30", help: "SDK token validity window, seconds"),
+        Key(name: "AdminAuthFailureLimit", option: "admin-auth-failure-limit", defaultText: "10",
+            help: "failed admin authentications per source address before 429 (one more every 6 s); 0: no limit"),
         Key(name: "LogLevel", option: "log-level", defaultText: "info", help: "trace, debug, info, notice, warning, error"),
     ]
 
@@ -225,6 +230,13 @@ public struct AgentConfiguration: Sendable, Equatable {
             }
         }
 
+        var adminAuthFailureLimit = 10
+        if let text = value("AdminAuthFailureLimit") {
+            if let n = Int(text), (0...1_000_000).contains(n) { adminAuthFailureLimit = n } else {
+                problems.append(Problem(key: "AdminAuthFailureLimit", message: "\"\(text)\" is not a number from 0 to 1000000"))
+            }
+        }
+
         var logLevel = LogLevel.info
         if let text = value("LogLevel") {
             if let l = LogLevel(rawValue: text.lowercased()) { logLevel = l } else {
@@ -256,7 +268,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             insightsAllowProperties: allow, port: port, bindAddress: value("BindAddress") ?? "0.0.0.0",
             dbPath: dbPath, dataFile: value("DataFile"), nodeId: nodeId,
             tokenExpirySeconds: tokenExpiry, logLevel: logLevel, cluster: cluster, tls: tls,
-            upstreamCaFile: value("UpstreamCaFile")
+            upstreamCaFile: value("UpstreamCaFile"), adminAuthFailureLimit: adminAuthFailureLimit
         )
         return problems.isEmpty ? .success(configuration) : .failure(Problems(list: problems))
     }

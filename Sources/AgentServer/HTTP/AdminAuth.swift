@@ -27,6 +27,7 @@ public struct AgentRequestContext: RequestContext, RemoteAddressRequestContext {
 /// under the limit (`admin-auth-failed`), and once when it reaches it (`admin-auth-limited`) — never the key offered.
 public final class AdminAuth: Sendable {
     public struct Settings: Sendable {
+        /// Failures a source may make before it is limited; 0: no limit.
         public var burst: Double = 10
         public var refillSeconds: Double = 6
         /// Sources remembered at most; past it, the fully refilled ones are forgotten first, then the oldest.
@@ -67,6 +68,11 @@ public final class AdminAuth: Sendable {
 
     /// Decides an admin request from `source` offering `authorization`.
     public func check(authorization: String?, source: String, path: String) -> Verdict {
+        guard settings.burst > 0 else {
+            if let key, key.matches(authorization) { return .admitted }
+            failures.increment()
+            return .refused
+        }
         let time = now()
         let available = buckets.withLock { buckets in
             buckets[source].map { refilled($0, at: time).tokens } ?? settings.burst

@@ -57,6 +57,15 @@ components:
   responses:
     Unauthorized:
       description: Missing or wrong credential (empty body).
+    TooManyRequests:
+      description: >-
+        This source address failed to authenticate too often (`AdminAuthFailureLimit`); the key is not looked at
+        until `Retry-After` seconds have passed (empty body).
+      headers:
+        Retry-After:
+          schema:
+            type: integer
+            minimum: 1
     InvalidTimestamp:
       description: "`timestamp` is not a 64-bit integer."
       content:
@@ -78,6 +87,24 @@ components:
       properties:
         error:
           type: string
+    DataSetRefusal:
+      type: object
+      required: [error]
+      properties:
+        error:
+          type: string
+        problems:
+          description: Every problem of the data set, each with its JSON path (absent when the body is not JSON).
+          type: array
+          items:
+            type: object
+            required: [path, reason]
+            properties:
+              path:
+                type: string
+                nullable: true
+              reason:
+                type: string
     EndUser:
       type: object
       description: A FeatBit end user; member names match case-insensitively.
@@ -521,6 +548,8 @@ paths:
                 $ref: "#/components/schemas/Status"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
   /api/proxy/status:
     get:
       summary: Alias of `/api/public/proxy/status`.
@@ -535,6 +564,8 @@ paths:
                 $ref: "#/components/schemas/Status"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
   /api/public/proxy/backup:
     get:
       summary: The data set held, in the bootstrap format.
@@ -549,6 +580,8 @@ paths:
                 $ref: "#/components/schemas/DataSet"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
   /api/proxy/backup:
     get:
       summary: Alias of `/api/public/proxy/backup`.
@@ -563,6 +596,8 @@ paths:
                 $ref: "#/components/schemas/DataSet"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
   /api/public/proxy/bootstrap:
     post:
       summary: Replaces the data set (in a mesh, on every node).
@@ -589,13 +624,15 @@ paths:
                     type: integer
                     format: int64
         "400":
-          description: Not a valid data set.
+          description: Not a valid data set (nothing of it applied), or a body that could not be read.
           content:
             application/json:
               schema:
-                $ref: "#/components/schemas/Error"
+                $ref: "#/components/schemas/DataSetRefusal"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
         "413":
           description: The body is larger than the bootstrap limit (64 MiB).
           content:
@@ -628,13 +665,15 @@ paths:
                 type: object
                 required: [serves, dataVersion]
         "400":
-          description: Not a valid data set.
+          description: Not a valid data set (nothing of it applied), or a body that could not be read.
           content:
             application/json:
               schema:
-                $ref: "#/components/schemas/Error"
+                $ref: "#/components/schemas/DataSetRefusal"
         "401":
           $ref: "#/components/responses/Unauthorized"
+        "429":
+          $ref: "#/components/responses/TooManyRequests"
         "413":
           description: The body is larger than the bootstrap limit (64 MiB).
           content:
