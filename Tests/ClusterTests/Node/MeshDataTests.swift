@@ -75,6 +75,49 @@ import Testing
         }
     }
 
+    /// One field broken at a time in a replicated snapshot and patch: each is refused with its path and the held
+    /// version keeps serving (the cases of the upstream tests, through the peer path).
+    @Test(arguments: [
+        ("featureFlags", 0, "variations", JSONValue.string("oops"), "expected a list"),
+        ("featureFlags", 1, "variationType", .string("bool"), "is not one of boolean, string, number, json"),
+        ("featureFlags", 2, "isEnabled", .string("yes"), "expected true or false"),
+        ("featureFlags", 3, "disabledVariationId", .string("nope"), "no variation has the id"),
+        ("featureFlags", 0, "key", .null, "expected a string, got null"),
+        ("segments", 0, "included", .string("u1"), "expected a list"),
+    ])
+    func everyBrokenFieldIsRefusedThroughThePeerPath(list: String, index: Int, field: String, value: JSONValue,
+                                                     reason: String) throws {
+        let leader = DataStore()
+        leader.apply(.replace(try Self.environments(minute: 2)))
+        guard case .object(var root) = try JSONValue.parse(MeshData.snapshotPayload(leader.snapshot)),
+              case .array(var items) = root["items"], case .object(var item) = items[0],
+              case .array(var entries) = item[list], case .object(var entry) = entries[index] else {
+            Issue.record("payload shape")
+            return
+        }
+        let id = try #require(entry["id"]?.stringValue)
+        entry[field] = value
+        entries[index] = .object(entry)
+        item[list] = .array(entries)
+        items[0] = .object(item)
+        root["items"] = .array(items)
+        for isSnapshot in [true, false] {
+            let follower = DataStore()
+            follower.apply(.replace(try Self.environments(minute: 1)))
+            let held = try #require(follower.snapshot.environments.values.first)
+            let (change, parsed) = try MeshData.change(from: JSONWriter.bytes(.object(root)), isSnapshot: isSnapshot)
+            #expect(parsed.refused.map(\.id) == [id])
+            let problem = try #require(parsed.refused.first?.error.problems.first)
+            #expect(problem.path == "items[0].\(list)[\(index)].\(field)" && problem.reason.contains(reason), "\(problem)")
+            follower.apply(change)
+            let env = try #require(follower.snapshot.environments[held.envId])
+            let kept = list == "featureFlags" ? env.flags[id] : env.segments[id]
+            let before = list == "featureFlags" ? held.flags[id] : held.segments[id]
+            #expect(kept?.encoded == before?.encoded, "the held version keeps serving")
+            #expect(env.flags.count == held.flags.count && env.segments.count == held.segments.count)
+        }
+    }
+
     @Test func aSnapshotPayloadReplacesAndAPatchPayloadUpserts() throws {
         let leader = DataStore()
         leader.apply(.replace(try Self.environments(minute: 1)))
