@@ -54,6 +54,7 @@ let package = Package(
         .target(
             name: "AgentTLS",
             dependencies: [
+                "AgentCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -139,7 +139,7 @@ public struct AgentRuntime: Sendable {
 
         if configuration.mode == .offline {
             if let path = configuration.dataFile {
-                let fingerprint = DataFileSource.fingerprint(path: path)
+                let fingerprint = FileFingerprint.of(path)
                 let environments: [EnvironmentData]
                 do {
                     environments = try DataFileSource.load(path: path)
@@ -218,7 +218,7 @@ public struct AgentRuntime: Sendable {
         let applied = MeshData.position(database?.metadata(MeshData.appliedKey)) ?? .zero
         let fullEpoch = MeshData.position(database?.metadata(MeshData.fullEpochKey)) ?? .zero
         // One record of refused items for both sources a node can have (the upstream while it leads, the leader).
-        let refused = RefusedItems(status: status)
+        let refused = RefusedItems(status: status, logger: logger)
 
         var duty: MeshNode.UpstreamDuty?
         let nodeBox = NodeBox()

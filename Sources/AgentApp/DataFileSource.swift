@@ -42,26 +42,13 @@ struct DataFileSource: Service {
         }
     }
 
-    /// What changes when the content may have: the file the path resolves to (Kubernetes ConfigMap and Secret volumes
-    /// update by swapping a symlink, leaving the link itself untouched), its inode, size and modification time.
-    static func fingerprint(path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        let target = String(cString: resolved)
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target) else { return nil }
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
-        let inode = (attributes[.systemFileNumber] as? NSNumber)?.int64Value ?? -1
-        return "\(target)/\(modified)/\(size)/\(inode)"
-    }
-
     func run() async throws {
         var last = loadedFingerprint
         var pending = initial
         var lastAttempt = ContinuousClock.now - retryInterval
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
-            let current = Self.fingerprint(path: path)
+            let current = FileFingerprint.of(path)
             if let environments = pending, ContinuousClock.now - lastAttempt >= retryInterval, current == last {
                 lastAttempt = .now
                 if case .applied(let applied) = await apply(.replace(environments)) {

@@ -51,17 +51,4 @@ public enum PEMFiles {
             throw TLSFileProblem(key: certKey, message: "\(certPath) with \(keyKey) \(keyPath) cannot be used for TLS (\(error))")
         }
     }
-
-    /// What changes when a file's content may have: the file the path resolves to (Kubernetes Secret volumes update
-    /// by swapping a symlink), its inode, size and modification time.
-    public static func fingerprint(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        let target = String(cString: resolved)
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target) else { return nil }
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
-        let inode = (attributes[.systemFileNumber] as? NSNumber)?.int64Value ?? -1
-        return "\(target)/\(modified)/\(size)/\(inode)"
-    }
 }

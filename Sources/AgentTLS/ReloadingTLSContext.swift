@@ -1,3 +1,4 @@
+import AgentCore
 import NIOSSL
 import Synchronization
 
@@ -30,7 +31,7 @@ public final class ReloadingTLSContext: Sendable {
         self.name = name
         self.files = files
         self.build = build
-        let fingerprints = files.map(PEMFiles.fingerprint)
+        let fingerprints = files.map(FileFingerprint.of)
         state = Mutex(State(context: try build(), tried: fingerprints))
     }
 
@@ -39,7 +40,7 @@ public final class ReloadingTLSContext: Sendable {
 
     /// Rebuilds the context if any file changed since it was last tried.
     public func reloadIfChanged() -> ReloadOutcome {
-        let fingerprints = files.map(PEMFiles.fingerprint)
+        let fingerprints = files.map(FileFingerprint.of)
         let changed = state.withLock { state -> Bool in
             guard state.tried != fingerprints else { return false }
             state.tried = fingerprints

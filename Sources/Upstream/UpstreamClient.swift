@@ -64,7 +64,7 @@ public final class UpstreamClient: Service, Sendable {
     private let messagesApplied = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "applied")])
     private let messagesRejected = Counter(label: "featbit_agent_upstream_messages_total", dimensions: [("result", "rejected")])
     private let reconnects = Counter(label: "featbit_agent_upstream_reconnects_total")
-    private let itemsRefused = Counter(label: RefusedItemsLog.metric, dimensions: [("source", "upstream")])
+    private let itemsRefused = Counter(label: RefusedItems.metric, dimensions: [("source", "upstream")])
     private let refused: RefusedItems
 
     /// - Parameter agentId: the registered agent id, once registration succeeded (status reports wait for it).
@@ -72,7 +72,7 @@ public final class UpstreamClient: Service, Sendable {
                 agentId: @escaping @Sendable () -> String?, apply: Apply? = nil,
                 onStateChange: (@Sendable (SyncState) -> Void)? = nil, refused: RefusedItems? = nil) {
         self.settings = settings
-        self.refused = refused ?? RefusedItems(status: status)
+        self.refused = refused ?? RefusedItems(status: status, logger: logger)
         self.store = store
         self.status = status
         self.logger = logger
@@ -236,13 +236,10 @@ public final class UpstreamClient: Service, Sendable {
     /// Records and logs the items a message refused; false when it refused every item it carried (then nothing of it
     /// is applied: the stored version does not move, and the link reports Interrupted).
     private func admit(_ parsed: DataSetParser.Parsed, kind: String) -> Bool {
-        guard !parsed.refused.isEmpty else {
-            refused.record(source: "upstream", parsed, replacesAll: kind == "rp_full")
-            return true
-        }
+        // A full sync that applies nothing does not replace the record of what was refused before.
+        refused.record(source: "upstream", parsed, replacesAll: kind == "rp_full" && !parsed.refusedEveryItem, message: kind)
+        guard !parsed.refused.isEmpty else { return true }
         itemsRefused.increment(by: Int64(parsed.refused.count))
-        let fresh = refused.record(source: "upstream", parsed, replacesAll: kind == "rp_full" && !parsed.refusedEveryItem)
-        RefusedItemsLog.log(fresh, source: "upstream", message: kind, logger: logger)
         guard parsed.refusedEveryItem else { return true }
         messagesRejected.increment()
         sync.withLock { $0.applyFailed() }

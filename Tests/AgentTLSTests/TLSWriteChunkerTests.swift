@@ -1,3 +1,4 @@
+import AgentCore
 import AgentTLS
 import NIOCore
 import NIOEmbedded

@@ -7,6 +7,9 @@ import Synchronization
 public final class RefusedItems: Sendable {
     /// The status problem's area.
     public static let problemArea = "invalidItems"
+    /// `featbit_agent_items_refused_total{source}`: invalid flags, segments and secrets not applied (counted by the
+    /// sources, which own their metrics).
+    public static let metric = "featbit_agent_items_refused_total"
     /// Refusals remembered at most (a hostile or broken source cannot grow the agent's memory without bound); more
     /// are still reported and counted, not remembered.
     public static let capacity = 1_000
@@ -14,7 +17,8 @@ public final class RefusedItems: Sendable {
     private struct Key: Hashable {
         let envId: String
         let kind: ItemKind?
-        /// The item's id, or for a secret or an item without a readable id the error text (all it can be told by).
+        /// The item's id, or for a secret or an item without a readable id (`RefusedItem.id` nil) the error text (all
+        /// it can be told by).
         let identity: String
     }
 
@@ -25,25 +29,28 @@ public final class RefusedItems: Sendable {
 
     private let entries = Mutex<[Key: Entry]>([:])
     private let status: AgentStatusBoard?
+    /// Where each new refusal is logged (`item-refused`), within `logBudget`: a full sync of 100,000 broken flags
+    /// logs 20 lines and says how many it left out.
+    private let logger: Logger?
+    private let logBudget = LogBudget()
 
-    public init(status: AgentStatusBoard?) {
+    public init(status: AgentStatusBoard?, logger: Logger? = nil) {
         self.status = status
+        self.logger = logger
     }
 
     /// How many refused items are outstanding.
     public var count: Int { entries.withLock { $0.count } }
 
-    /// The outstanding refusals, sorted by environment and problem for a stable display.
-    public var items: [RefusedItem] {
-        entries.withLock { $0.values.map(\.item) }.sorted { ($0.envId, $0.error.description) < ($1.envId, $1.error.description) }
-    }
-
     /// Records what one message from `source` refused and applied. `replacesAll`: the message replaces everything
     /// that source sent (`rp_full`, a mesh snapshot), so its earlier refusals it does not repeat are gone.
-    /// Returns the refusals not already outstanding, to be logged.
+    /// Logs and returns the refusals not already outstanding; `message` names the kind of message in the log line.
     @discardableResult
-    public func record(source: String, _ parsed: DataSetParser.Parsed, replacesAll: Bool) -> [RefusedItem] {
-        let fresh: [RefusedItem] = entries.withLock { entries in
+    public func record(source: String, _ parsed: DataSetParser.Parsed, replacesAll: Bool,
+                       message: String = "") -> [RefusedItem] {
+        let fresh: [RefusedItem]? = entries.withLock { entries in
+            // The usual message: nothing refused now or before, nothing to clear, nothing to show.
+            if parsed.refused.isEmpty && entries.isEmpty { return nil }
             let previous = entries
             if replacesAll { entries = entries.filter { $0.value.source != source } }
             for environment in parsed.environments {
@@ -54,8 +61,7 @@ public final class RefusedItems: Sendable {
             }
             var fresh: [RefusedItem] = []
             for refused in parsed.refused {
-                let key = Key(envId: refused.envId, kind: refused.kind,
-                              identity: refused.kind != nil ? refused.id ?? refused.error.description : refused.error.description)
+                let key = Key(envId: refused.envId, kind: refused.kind, identity: refused.id ?? refused.error.description)
                 if previous[key]?.item.error != refused.error { fresh.append(refused) }
                 if entries[key] != nil || entries.count < Self.capacity {
                     entries[key] = Entry(source: source, item: refused)
@@ -63,8 +69,23 @@ public final class RefusedItems: Sendable {
             }
             return fresh
         }
+        guard let fresh else { return [] }
         publish()
+        if let logger { log(fresh, source: source, message: message, logger: logger) }
         return fresh
+    }
+
+    private func log(_ fresh: [RefusedItem], source: String, message: String, logger: Logger) {
+        for item in fresh {
+            guard let notLogged = logBudget.take() else { continue }
+            var metadata: Logger.Metadata = [
+                "event": "item-refused", "source": "\(source)", "message": "\(message)", "envId": "\(item.envId)",
+                "kind": "\(item.kind?.rawValue ?? "secret")", "id": "\(item.id ?? "")",
+                "problems": "\(item.error.problems.map(\.description).joined(separator: "; "))",
+            ]
+            if notLogged > 0 { metadata["notLogged"] = "\(notLogged)" }
+            logger.error("refused an invalid item; the version held, if any, keeps serving", metadata: metadata)
+        }
     }
 
     private func publish() {
@@ -81,23 +102,6 @@ public final class RefusedItems: Sendable {
                 + "if any, still are): \(shown)\(more)"
         }
         status.update { $0.problems[Self.problemArea] = text }
-    }
-}
-
-/// The log line and metric every source that refuses items shares.
-public enum RefusedItemsLog {
-    /// `featbit_agent_items_refused_total{source}`: invalid flags, segments and secrets not applied.
-    public static let metric = "featbit_agent_items_refused_total"
-
-    /// One line per refusal not reported before, with the environment, the item and each problem's path.
-    public static func log(_ refused: [RefusedItem], source: String, message: String, logger: Logger) {
-        for item in refused {
-            logger.error("refused an invalid item; the version held, if any, keeps serving", metadata: [
-                "event": "item-refused", "source": "\(source)", "message": "\(message)", "envId": "\(item.envId)",
-                "kind": "\(item.kind?.rawValue ?? "secret")", "id": "\(item.id ?? "")",
-                "problems": "\(item.error.problems.map(\.description).joined(separator: "; "))",
-            ])
-        }
     }
 }
 

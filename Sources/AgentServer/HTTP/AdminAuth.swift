@@ -51,6 +51,8 @@ public final class AdminAuth: Sendable {
     private let buckets = Mutex<[String: Bucket]>([:])
     private let now: @Sendable () -> Double
     private let logger: Logger
+    /// Failures come from any address that can reach the port: their lines are bounded across all sources.
+    private let logBudget = LogBudget()
     private let failures = Counter(label: "featbit_agent_admin_auth_failures_total")
     private let limited = Counter(label: "featbit_agent_admin_auth_limited_total")
 
@@ -90,15 +92,17 @@ public final class AdminAuth: Sendable {
             if buckets.count > settings.maxSources { forgetSome(&buckets, at: time) }
             return bucket.tokens
         }
+        guard let notLogged = logBudget.take() else { return .refused }
+        var metadata: Logger.Metadata = ["source": "\(source)", "path": "\(path)"]
+        if notLogged > 0 { metadata["notLogged"] = "\(notLogged)" }
         if left < 1 {
-            logger.warning("admin API: too many failed authentications from one source; refusing it for a while", metadata: [
-                "event": "admin-auth-limited", "source": "\(source)", "path": "\(path)",
-            ])
+            metadata["event"] = "admin-auth-limited"
+            logger.warning("admin API: too many failed authentications from one source; refusing it for a while",
+                           metadata: metadata)
         } else {
-            logger.notice("admin API: authentication failed", metadata: [
-                "event": "admin-auth-failed", "source": "\(source)", "path": "\(path)",
-                "keyOffered": "\(authorization != nil)",
-            ])
+            metadata["event"] = "admin-auth-failed"
+            metadata["keyOffered"] = "\(authorization != nil)"
+            logger.notice("admin API: authentication failed", metadata: metadata)
         }
         return .refused
     }
@@ -108,11 +112,14 @@ public final class AdminAuth: Sendable {
         return Bucket(tokens: tokens, updated: time)
     }
 
+    /// Forgets the sources whose attempts have all come back, and if that is not enough the oldest quarter, so a flood
+    /// of new addresses pays for a sweep once per `maxSources / 4` of them, not on every request.
     private func forgetSome(_ buckets: inout [String: Bucket], at time: Double) {
         buckets = buckets.filter { refilled($0.value, at: time).tokens < settings.burst }
-        while buckets.count > settings.maxSources, let oldest = buckets.min(by: { $0.value.updated < $1.value.updated }) {
-            buckets[oldest.key] = nil
-        }
+        let keep = settings.maxSources * 3 / 4
+        guard buckets.count > keep else { return }
+        let newest = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(keep)
+        buckets = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
     }
 
     /// The source of a request: its peer's IP address.

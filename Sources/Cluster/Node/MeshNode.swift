@@ -98,7 +98,7 @@ public final class MeshNode: Sendable {
     private let metrics: MeshMetrics
     /// Invalid items refused from replicated messages (shared with the upstream client on a mesh in auto mode).
     private let refused: RefusedItems
-    private let itemsRefused = Counter(label: RefusedItemsLog.metric, dimensions: [("source", "peer")])
+    private let itemsRefused = Counter(label: RefusedItems.metric, dimensions: [("source", "peer")])
 
     /// - Parameters:
     ///   - applied: the replication position and full epoch featbit.db holds.
@@ -107,7 +107,7 @@ public final class MeshNode: Sendable {
         self.settings = settings
         self.store = store
         self.status = status
-        self.refused = refused ?? RefusedItems(status: status)
+        self.refused = refused ?? RefusedItems(status: status, logger: logger)
         self.logger = logger
         self.upstream = upstream
         self.loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -570,8 +570,7 @@ public final class MeshNode: Sendable {
             let parsed: DataSetParser.Parsed
             (change, parsed) = try MeshData.change(from: message.payload, isSnapshot: isSnapshot)
             if !parsed.refused.isEmpty { itemsRefused.increment(by: Int64(parsed.refused.count)) }
-            let fresh = refused.record(source: "peer \(from)", parsed, replacesAll: isSnapshot)
-            RefusedItemsLog.log(fresh, source: "peer \(from)", message: isSnapshot ? "snapshot" : "patch", logger: logger)
+            refused.record(source: "peer \(from)", parsed, replacesAll: isSnapshot, message: isSnapshot ? "snapshot" : "patch")
         } catch {
             logger.error("replicated change rejected; asking the leader for a catch-up", metadata: [
                 "event": "mesh-replication-rejected", "peer": "\(from)", "position": "\(message.position)",

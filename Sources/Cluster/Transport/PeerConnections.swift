@@ -1,3 +1,4 @@
+import AgentCore
 import AgentTLS
 import Logging
 import NIOCore

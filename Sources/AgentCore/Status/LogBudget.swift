@@ -1,8 +1,8 @@
 import Synchronization
 
 /// How many lines of one kind may be logged per time window; the rest are counted and the count is reported with the
-/// next line that is logged. Failed TLS handshakes come from anyone who can reach the port (scanners, plaintext
-/// clients, a peer with the wrong certificate redialling): their log volume must not be theirs to choose.
+/// next line that is logged. For lines anyone who can reach a port can cause (failed TLS handshakes from scanners or
+/// plaintext clients, failed admin logins from many addresses): their log volume must not be theirs to choose.
 public final class LogBudget: Sendable {
     public let linesPerWindow: Int
     public let window: Duration
