@@ -271,6 +271,22 @@ struct ValidationTests {
         #expect(error?.description.contains("items[0].featureFlags[0].variations: expected a list, got a string") == true)
     }
 
+    /// A body of thousands of broken flags must not become a 400 body (or a log line) of every problem.
+    @Test("a refused data set lists its first 1,000 problems and says how many more there were")
+    func theProblemListIsBounded() throws {
+        let (flags, segments) = try Self.fakeLists()
+        let broken = try (0..<1_500).map { index in
+            try flags[0].setting("id", to: .string("broken-\(index)")).setting("variations", to: .string("oops"))
+        }
+        let error = #expect(throws: DataSetError.self) {
+            try DataSetParser.parseBootstrap(Self.bootstrap(flags: broken, segments: segments))
+        }
+        let problems = error?.problems ?? []
+        #expect(problems.count == DataSetError.listedProblems + 1)
+        #expect(problems.first?.path == "items[0].featureFlags[0].variations")
+        #expect(problems.last == DataSetError.Problem(path: nil, reason: "and 500 more problems not listed"))
+    }
+
     @Test("upstream: an invalid secret is refused on its own; a message whose every item is invalid applies nothing")
     func secretsAndAllInvalid() throws {
         var (flags, segments) = try Self.fakeLists()

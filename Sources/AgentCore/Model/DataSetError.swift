@@ -38,8 +38,10 @@ public struct DataSetError: Error, Sendable, CustomStringConvertible, Equatable 
     /// The first problem's path.
     public var path: String? { problems[0].path }
 
-    /// How many problems a description lists before it says how many more there are (a 400 body lists them all).
+    /// How many problems a description lists before it says how many more there are.
     static let describedProblems = 20
+    /// How many problems a refused data set lists at most (its 400 body); a last one says how many more there were.
+    public static let listedProblems = 1_000
 
     public var description: String {
         if problems.count == 1 { return problems[0].description }

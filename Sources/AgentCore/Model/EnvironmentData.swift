@@ -93,7 +93,7 @@ public enum DataSetParser {
     public static func parseItems(_ items: JSONValue, from source: ItemsSource) throws(DataSetError) -> Parsed {
         var parser = Parser(source: source)
         let environments = parser.items(items)
-        if !parser.fatal.isEmpty { throw DataSetError(problems: parser.fatal) }
+        if let error = parser.error { throw error }
         return Parsed(environments: environments, refused: parser.refused)
     }
 
@@ -103,7 +103,7 @@ public enum DataSetParser {
         var parser = Parser(source: .patch)
         let flags = parser.entities(data["featureFlags"], kind: .flag, field: "featureFlags", envId: nil)
         let segments = parser.entities(data["segments"], kind: .segment, field: "segments", envId: nil)
-        if !parser.fatal.isEmpty { throw DataSetError(problems: parser.fatal) }
+        if let error = parser.error { throw error }
         return Parsed(environments: groupByEnvironment(flags: flags.items, segments: segments.items),
                       refused: parser.refused)
     }
@@ -127,11 +127,29 @@ public enum DataSetParser {
 /// and what is refused item by item.
 private struct Parser {
     let source: DataSetParser.ItemsSource
-    var fatal: [DataSetError.Problem] = []
+    /// At most `DataSetError.listedProblems` of them; `unlisted` counts the rest (a body of a million broken flags
+    /// must not become a 400 body, or a log line, of a million problems).
+    private var fatal: [DataSetError.Problem] = []
+    private var unlisted = 0
     var refused: [RefusedItem] = []
 
     init(source: DataSetParser.ItemsSource) {
         self.source = source
+    }
+
+    /// Everything fatal found, or nil.
+    var error: DataSetError? {
+        guard !fatal.isEmpty else { return nil }
+        guard unlisted > 0 else { return DataSetError(problems: fatal) }
+        return DataSetError(problems: fatal + [.init(path: nil, reason: "and \(unlisted) more problems not listed")])
+    }
+
+    private mutating func fail(_ problem: DataSetError.Problem) {
+        if fatal.count < DataSetError.listedProblems { fatal.append(problem) } else { unlisted += 1 }
+    }
+
+    private mutating func fail(_ problems: [DataSetError.Problem]) {
+        for problem in problems { fail(problem) }
     }
 
     /// A bootstrap refuses its whole data set for any invalid item; the other sources skip the item.
@@ -139,7 +157,7 @@ private struct Parser {
 
     mutating func items(_ items: JSONValue) -> [EnvironmentData] {
         guard let array = items.arrayValue else {
-            fatal.append(.init(path: "items", reason: "expected a list"))
+            fail(.init(path: "items", reason: "expected a list"))
             return []
         }
         var result: [EnvironmentData] = []
@@ -152,15 +170,15 @@ private struct Parser {
 
     private mutating func environment(_ item: JSONValue, at path: String) -> EnvironmentData? {
         guard case .object = item else {
-            fatal.append(.init(path: path, reason: "expected an object"))
+            fail(.init(path: path, reason: "expected an object"))
             return nil
         }
         guard let envText = item["envId"]?.stringValue else {
-            fatal.append(.init(path: "\(path).envId", reason: "missing or not a string"))
+            fail(.init(path: "\(path).envId", reason: "missing or not a string"))
             return nil
         }
         guard let envId = GUIDText.normalise(envText) else {
-            fatal.append(.init(path: "\(path).envId", reason: "is not a GUID: \(envText)"))
+            fail(.init(path: "\(path).envId", reason: "is not a GUID: \(envText)"))
             return nil
         }
         var secrets: [SecretRecord]? = nil
@@ -172,14 +190,14 @@ private struct Parser {
                     self.secret(secret, at: "\(path).secrets[\(index)]", envId: envId)
                 }
             } else {
-                fatal.append(.init(path: "\(path).secrets", reason: "expected a list"))
+                fail(.init(path: "\(path).secrets", reason: "expected a list"))
             }
         } else if source == .fullSync {
-            fatal.append(.init(path: "\(path).secrets", reason: "missing (a full sync carries every secret)"))
+            fail(.init(path: "\(path).secrets", reason: "missing (a full sync carries every secret)"))
         }
         if source != .patch {
             for field in ["featureFlags", "segments"] where item[field] == nil {
-                fatal.append(.init(path: "\(path).\(field)",
+                fail(.init(path: "\(path).\(field)",
                                    reason: "missing (a data set replaces everything: an empty list must be [])"))
             }
         }
@@ -191,15 +209,13 @@ private struct Parser {
 
     private mutating func secret(_ json: JSONValue, at path: String, envId: String) -> SecretRecord? {
         let problems = ItemValidator.secretProblems(json)
-        guard problems.isEmpty, let secret = try? DataSetParser.secretRecord(json) else {
-            let error = DataSetError(problems: problems.isEmpty ? [.init(path: nil, reason: "invalid secret")] : problems)
-                .at(path)
-            if refusesWhole { fatal.append(contentsOf: error.problems) } else {
-                refused.append(RefusedItem(envId: envId, kind: nil, id: nil, error: error))
-            }
-            return nil
+        if problems.isEmpty, let secret = DataSetParser.secretRecord(validated: json) { return secret }
+        let error = DataSetError(problems: problems.isEmpty ? [.init(path: nil, reason: "invalid secret")] : problems)
+            .at(path)
+        if refusesWhole { fail(error.problems) } else {
+            refused.append(RefusedItem(envId: envId, kind: nil, id: nil, error: error))
         }
-        return secret
+        return nil
     }
 
     /// A flag or segment list; a missing or `null` list is empty. `envId` is the environment entry's, if any.
@@ -207,7 +223,7 @@ private struct Parser {
                            envId: String?) -> (items: [DataItem], refused: [ItemRef]) {
         guard let value, !value.isNull else { return ([], []) }
         guard let array = value.arrayValue else {
-            fatal.append(.init(path: field, reason: "expected a list"))
+            fail(.init(path: field, reason: "expected a list"))
             return ([], [])
         }
         var items: [DataItem] = []
@@ -230,7 +246,7 @@ private struct Parser {
             }
             let error = DataSetError(problems: problems).at(path)
             if refusesWhole {
-                fatal.append(contentsOf: error.problems)
+                fail(error.problems)
                 continue
             }
             let ownEnv = element["envId"]?.stringValue.flatMap(GUIDText.normalise) ?? envId ?? ""
@@ -243,21 +259,17 @@ private struct Parser {
 }
 
 extension DataSetParser {
-    /// A secret record from its (validated) JSON.
-    static func secretRecord(_ json: JSONValue) throws(DataSetError) -> SecretRecord {
-        guard case .object = json else { throw DataSetError("is not a JSON object") }
-        guard let typeText = json["type"]?.stringValue, let type = SecretRecord.SecretType(rawValue: typeText) else {
-            throw DataSetError("\"type\" must be \"server\" or \"client\"")
+    /// A secret record from JSON `ItemValidator.secretProblems` found nothing wrong with (so only the shapes it
+    /// checked are assumed: `nil` otherwise).
+    static func secretRecord(validated json: JSONValue) -> SecretRecord? {
+        guard let type = json["type"]?.stringValue.flatMap(SecretRecord.SecretType.init(rawValue:)),
+              let value = json["value"]?.stringValue, let embeddedEnv = SecretCodec.envId(fromSecret: value) else {
+            return nil
         }
-        guard let value = json["value"]?.stringValue, let embeddedEnv = SecretCodec.envId(fromSecret: value) else {
-            throw DataSetError("\"value\" is not a 44-character FeatBit secret")
-        }
-        let envText = json["envId"]?.stringValue
-        let envId = envText.flatMap(GUIDText.normalise) ?? embeddedEnv.featbitString
         return SecretRecord(
             type: type,
             projectKey: json["projectKey"]?.stringValue ?? "",
-            envId: envId,
+            envId: json["envId"]?.stringValue.flatMap(GUIDText.normalise) ?? embeddedEnv.featbitString,
             envKey: json["envKey"]?.stringValue ?? "",
             value: value
         )

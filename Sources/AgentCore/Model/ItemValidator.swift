@@ -150,17 +150,12 @@ private struct Checker {
             }
             ids = seen
         }
-        func reference(_ id: String?, at path: String, into checker: inout Checker) {
-            guard let id, let ids, !ids.contains(id) else { return }
-            checker.fail(path, "no variation has the id \"\(id)\"")
-        }
-
-        reference(string(flag, "disabledVariationId", at: ""), at: "disabledVariationId", into: &self)
+        reference(string(flag, "disabledVariationId", at: ""), at: "disabledVariationId", in: ids)
         if let targets = list(flag, "targetUsers", at: "") {
             for (target, path) in objects(targets, at: "targetUsers") {
                 if let keyIds = list(target, "keyIds", at: path) { strings(keyIds, at: Self.join(path, "keyIds")) }
                 let idPath = Self.join(path, "variationId")
-                reference(string(target, "variationId", at: path), at: idPath, into: &self)
+                reference(string(target, "variationId", at: path), at: idPath, in: ids)
             }
         }
         if let rules = list(flag, "rules", at: "") {
@@ -172,22 +167,28 @@ private struct Checker {
                         self.condition(condition, at: conditionPath, allowSegments: true)
                     }
                 }
-                dispatch(rule, at: path, ids: ids, reference: reference)
+                dispatch(rule, at: path, ids: ids)
             }
         }
         if let defaultRule = object(flag, "fallthrough", at: "") {
-            dispatch(defaultRule, at: "fallthrough", ids: ids, reference: reference)
+            dispatch(defaultRule, at: "fallthrough", ids: ids)
         }
     }
 
     /// A rule's or the fallthrough's dispatch settings and rollout.
-    private mutating func dispatch(_ rule: JSONValue, at path: String, ids: Set<String>?,
-                                   reference: (String?, String, inout Checker) -> Void) {
+    /// A variation id the flag must define; `ids` is nil when its variations could not be read (then only the list
+    /// itself is reported).
+    private mutating func reference(_ id: String?, at path: String, in ids: Set<String>?) {
+        guard let id, let ids, !ids.contains(id) else { return }
+        fail(path, "no variation has the id \"\(id)\"")
+    }
+
+    private mutating func dispatch(_ rule: JSONValue, at path: String, ids: Set<String>?) {
         _ = string(rule, "dispatchKey", at: path, .nullable)
         _ = bool(rule, "includedInExpt", at: path)
         guard let rollout = list(rule, "variations", at: path) else { return }
         for (entry, entryPath) in objects(rollout, at: Self.join(path, "variations")) {
-            reference(string(entry, "id", at: entryPath), Self.join(entryPath, "id"), &self)
+            reference(string(entry, "id", at: entryPath), at: Self.join(entryPath, "id"), in: ids)
             _ = number(entry, "exptRollout", at: entryPath)
             guard let bounds = list(entry, "rollout", at: entryPath) else { continue }
             let rolloutPath = Self.join(entryPath, "rollout")
