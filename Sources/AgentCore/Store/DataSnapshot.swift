@@ -36,12 +36,22 @@ public struct DataSnapshot: Sendable {
 
     /// The record of a secret this agent holds, compared in constant time; `nil` for any other text.
     public func secret(matching presented: String) -> SecretRecord? {
+        held(presented)?.record
+    }
+
+    /// The environment id embedded in `presented` (spec §1.5: what the SDK HTTP endpoints serve), when it is a secret
+    /// this agent holds; the secret is decoded once.
+    public func environmentId(ofHeldSecret presented: String) -> String? {
+        held(presented)?.embedded.featbitString
+    }
+
+    private func held(_ presented: String) -> (record: SecretRecord, embedded: UUID)? {
         guard let embedded = SecretCodec.envId(fromSecret: presented),
               let candidates = secretsByEmbeddedEnv[embedded] else { return nil }
         var found: SecretRecord?
         // Every candidate compared, whichever matches: how many there are is the only thing the time tells.
         for candidate in candidates where ConstantTime.equals(candidate.value, presented) { found = candidate }
-        return found
+        return found.map { ($0, embedded) }
     }
 
     /// Max `updatedAt` over everything held (the agent's `dataVersion`), computed once per snapshot.

@@ -277,9 +277,7 @@ public struct AgentRoutes: Sendable {
     /// rules and targeted user keys; the agent holds every secret and checks it. Either type works on either
     /// endpoint, as there.
     static func environmentId(_ request: Request, in snapshot: DataSnapshot) -> String? {
-        guard let authorization = request.headers[.authorization], snapshot.secret(matching: authorization) != nil,
-              let envId = SecretCodec.envId(fromSecret: authorization) else { return nil }
-        return envId.featbitString
+        request.headers[.authorization].flatMap(snapshot.environmentId(ofHeldSecret:))
     }
 
     private static func timestamp(_ request: Request) -> Int64? {

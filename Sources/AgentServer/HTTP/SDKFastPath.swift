@@ -92,9 +92,8 @@ final class SDKFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             // A secret this agent holds (as Hummingbird's route checks it), looked up again after every change: a
             // secret removed upstream stops working on a keep-alive connection too.
-            guard store.snapshot.secret(matching: authorization) != nil,
-                  let decoded = SecretCodec.envId(fromSecret: authorization) else { return nil }
-            envId = decoded.featbitString
+            guard let held = store.snapshot.environmentId(ofHeldSecret: authorization) else { return nil }
+            envId = held
             lastAuthorization = authorization
             lastEnvId = envId
             lastVerifiedSequence = sequence
