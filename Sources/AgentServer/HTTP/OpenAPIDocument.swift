@@ -535,7 +535,7 @@ paths:
         "503":
           $ref: "#/components/responses/OFREPError"
   /api/public/proxy/status:
-    get:
+    get: &adminStatus
       summary: The agent's status (agent-interface.md).
       security:
         - apiKey: []
@@ -551,23 +551,10 @@ paths:
         "429":
           $ref: "#/components/responses/TooManyRequests"
   /api/proxy/status:
-    get:
-      summary: Alias of `/api/public/proxy/status`.
-      security:
-        - apiKey: []
-      responses:
-        "200":
-          description: Status.
-          content:
-            application/json:
-              schema:
-                $ref: "#/components/schemas/Status"
-        "401":
-          $ref: "#/components/responses/Unauthorized"
-        "429":
-          $ref: "#/components/responses/TooManyRequests"
+    # The same operation as /api/public/proxy/status (a YAML alias).
+    get: *adminStatus
   /api/public/proxy/backup:
-    get:
+    get: &adminBackup
       summary: The data set held, in the bootstrap format.
       security:
         - apiKey: []
@@ -583,23 +570,10 @@ paths:
         "429":
           $ref: "#/components/responses/TooManyRequests"
   /api/proxy/backup:
-    get:
-      summary: Alias of `/api/public/proxy/backup`.
-      security:
-        - apiKey: []
-      responses:
-        "200":
-          description: The data set.
-          content:
-            application/json:
-              schema:
-                $ref: "#/components/schemas/DataSet"
-        "401":
-          $ref: "#/components/responses/Unauthorized"
-        "429":
-          $ref: "#/components/responses/TooManyRequests"
+    # The same operation as /api/public/proxy/backup (a YAML alias).
+    get: *adminBackup
   /api/public/proxy/bootstrap:
-    post:
+    post: &adminBootstrap
       summary: Replaces the data set (in a mesh, on every node).
       security:
         - apiKey: []
@@ -646,46 +620,8 @@ paths:
               schema:
                 $ref: "#/components/schemas/Error"
   /api/proxy/bootstrap:
-    post:
-      summary: Alias of `/api/public/proxy/bootstrap`.
-      security:
-        - apiKey: []
-      requestBody:
-        required: true
-        content:
-          application/json:
-            schema:
-              $ref: "#/components/schemas/DataSet"
-      responses:
-        "200":
-          description: Applied.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [serves, dataVersion]
-        "400":
-          description: Not a valid data set (nothing of it applied), or a body that could not be read.
-          content:
-            application/json:
-              schema:
-                $ref: "#/components/schemas/DataSetRefusal"
-        "401":
-          $ref: "#/components/responses/Unauthorized"
-        "429":
-          $ref: "#/components/responses/TooManyRequests"
-        "413":
-          description: The body is larger than the bootstrap limit (64 MiB).
-          content:
-            application/json:
-              schema:
-                $ref: "#/components/schemas/Error"
-        "503":
-          description: Not applied (in a mesh, no leader could apply it).
-          content:
-            application/json:
-              schema:
-                $ref: "#/components/schemas/Error"
+    # The same operation as /api/public/proxy/bootstrap (a YAML alias).
+    post: *adminBootstrap
   /health/liveness:
     get:
       summary: The process answers.
