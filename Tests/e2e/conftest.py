@@ -85,6 +85,16 @@ def fake_data_set(edit=None):
     return {"eventType": "rp_full", "items": [{"envId": ENV_ID, "secrets": secrets, "featureFlags": flags, "segments": segments}]}
 
 
+def set_enabled(key, enabled, updated_at):
+    """An edit for fake_data_set: the flag `key` switched on or off at a new version."""
+    def edit(flags, _segments):
+        for flag in flags:
+            if flag["key"] == key:
+                flag["isEnabled"] = enabled
+                flag["updatedAt"] = updated_at
+    return edit
+
+
 class Agent:
     def __init__(self, tmp_path, env=None, args=None):
         self.port = free_port()
@@ -97,6 +107,8 @@ class Agent:
                                      cwd=tmp_path)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
+        # An ssl.SSLContext trusting the agent's certificate, once the agent serves TLS (test_tls.start_tls_agent).
+        self.ssl_context = None
 
     def wait_listening(self, timeout=20):
         deadline = time.time() + timeout
@@ -104,7 +116,7 @@ class Agent:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited with {self.proc.returncode}: {self.read_stderr()}")
             try:
-                urllib.request.urlopen(self.url + "/health/liveness", timeout=1).read()
+                urllib.request.urlopen(self.url + "/health/liveness", timeout=1, context=self.ssl_context).read()
                 return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.05)
@@ -114,7 +126,7 @@ class Agent:
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

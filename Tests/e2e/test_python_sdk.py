@@ -7,16 +7,8 @@ import time
 
 import websocket  # websocket-client, installed with fb-python-sdk
 
-from conftest import (API_KEY, CLIENT_SECRET, SERVER_SECRET, TESTER, fake_data_set, free_port, wait_until)
-
-
-def set_enabled(key, enabled, updated_at):
-    def edit(flags, _segments):
-        for flag in flags:
-            if flag["key"] == key:
-                flag["isEnabled"] = enabled
-                flag["updatedAt"] = updated_at
-    return edit
+from conftest import (API_KEY, CLIENT_SECRET, SERVER_SECRET, TESTER, fake_data_set, free_port, set_enabled,
+                      wait_until)
 
 
 def test_offline_data_file_serves_the_sdk_and_an_edit_reaches_it_within_a_second(tmp_path, start_agent, sdk_clients):

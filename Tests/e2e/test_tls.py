@@ -14,18 +14,9 @@ import urllib.request
 import pytest
 import websocket  # websocket-client, installed with fb-python-sdk
 
-from conftest import AGENT_BIN, API_KEY, SERVER_SECRET, TESTER, fake_data_set, free_port, wait_until
+from conftest import AGENT_BIN, API_KEY, SERVER_SECRET, TESTER, fake_data_set, free_port, set_enabled, wait_until
 from mesh import Mesh, wait_for
 from pki import CA
-
-
-def set_enabled(key, enabled, updated_at):
-    def edit(flags, _segments):
-        for flag in flags:
-            if flag["key"] == key:
-                flag["isEnabled"] = enabled
-                flag["updatedAt"] = updated_at
-    return edit
 
 
 def start_tls_agent(start_agent, ca, cert, key, env=None, timeout=20):
@@ -36,26 +27,7 @@ def start_tls_agent(start_agent, ca, cert, key, env=None, timeout=20):
     agent.url = f"https://127.0.0.1:{agent.port}"
     agent.ws_url = f"wss://127.0.0.1:{agent.port}"
     agent.ssl_context = ssl.create_default_context(cafile=str(ca.cert))
-    deadline = time.time() + timeout
-    while True:
-        if agent.proc.poll() is not None:
-            raise AssertionError(f"agent exited with {agent.proc.returncode}: {agent.read_stderr()}")
-        try:
-            urllib.request.urlopen(agent.url + "/health/liveness", timeout=1, context=agent.ssl_context).read()
-            return agent
-        except (urllib.error.URLError, ConnectionError, OSError):
-            if time.time() > deadline:
-                raise AssertionError("the TLS agent did not answer over HTTPS")
-            time.sleep(0.05)
-
-
-def https(agent, path, headers=None):
-    req = urllib.request.Request(agent.url + path, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5, context=agent.ssl_context) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    return agent.wait_listening(timeout)
 
 
 def served_common_name(port, ca):
@@ -110,7 +82,7 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
         assert wait_until(lambda: client.variation("returns-true", TESTER, None) is False, timeout=5)
     finally:
         client.stop()
-    assert https(agent, "/api/public/proxy/status", {"Authorization": API_KEY})[0] == 200
+    assert agent.request("GET", "/api/public/proxy/status", headers={"Authorization": API_KEY})[0] == 200
 
     # HTTP and ws:// on the TLS port get no answer: the connection is logged and closed, the agent keeps serving.
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
@@ -122,7 +94,7 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
         with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw:
             ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
     assert wait_until(lambda: agent.read_stderr().count('"tls-handshake-failed"') >= 2, timeout=5)
-    assert https(agent, "/health/liveness") == (200, "Healthy")
+    assert agent.request("GET", "/health/liveness") == (200, "Healthy")
     assert agent.proc.poll() is None
 
 
