@@ -44,6 +44,8 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
         return channel.eventLoop.makeCompletedFuture {
             if let tls {
                 // TLS first: a plaintext request or a failed handshake is logged and closed before HTTP sees a byte.
+                // NIOSSL's per-connection buffers come from untouched pages (TLSBufferAllocator.swift).
+                try channel.syncOptions?.setOption(ChannelOptions.allocator, value: TLSBufferAllocator.allocator)
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
                 try channel.pipeline.syncOperations.addHandler(
                     TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed", budget: tlsFailureLog))
