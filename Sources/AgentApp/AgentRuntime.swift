@@ -185,6 +185,11 @@ public struct AgentRuntime: Sendable {
             }
             if configuration.cluster?.tls != nil { notes.append("mesh: mutual TLS between peers") }
         }
+        if configuration.releaseCodePagesAfterSeconds > 0 {
+            services.append(.init(service: CodePageRelease(after: .seconds(configuration.releaseCodePagesAfterSeconds),
+                                                           logger: logger),
+                                  successTerminationBehavior: .ignore))
+        }
         self.services = services
         self.startupNotes = notes
     }
@@ -377,6 +382,22 @@ public struct AgentRuntime: Sendable {
         database?.close()
         logger.info("agent stopped", metadata: ["event": "stopped"])
         try result.get()
+    }
+}
+
+/// Once, a while after start: unmaps the code pages start-up touched (CodePages.swift) and logs what it gave back.
+struct CodePageRelease: Service {
+    let after: Duration
+    let logger: Logger
+
+    func run() async throws {
+        let slept: Void? = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: after) }
+        guard slept != nil, !Task.isCancelled else { return }
+        let release = CodePages.release()
+        logger.info("code pages released", metadata: [
+            "event": "code-pages-released", "mappings": "\(release.mappings)",
+            "rssBeforeKiB": "\(release.rssBeforeKiB)", "rssAfterKiB": "\(release.rssAfterKiB)",
+        ])
     }
 }
 

@@ -52,6 +52,8 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-tls-ca-file"), help: help("ClusterTlsCaFile")) var clusterTlsCaFile: String?
     @Option(name: .customLong("upstream-ca-file"), help: help("UpstreamCaFile")) var upstreamCaFile: String?
     @Option(name: .customLong("admin-auth-failure-limit"), help: help("AdminAuthFailureLimit")) var adminAuthFailureLimit: String?
+    @Option(name: .customLong("release-code-pages-after-seconds"), help: help("ReleaseCodePagesAfterSeconds"))
+    var releaseCodePagesAfterSeconds: String?
     @Option(name: .customLong("token-expiry-seconds"), help: help("Streaming__TokenExpirySeconds")) var tokenExpiry: String?
     @Option(name: .customLong("log-level"), help: help("LogLevel")) var logLevel: String?
     @Flag(name: .customLong("check-config"),
@@ -74,7 +76,7 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             ("Streaming__TokenExpirySeconds", tokenExpiry), ("LogLevel", logLevel),
             ("TlsCertFile", tlsCertFile), ("TlsKeyFile", tlsKeyFile), ("ClusterTlsCertFile", clusterTlsCertFile),
             ("ClusterTlsKeyFile", clusterTlsKeyFile), ("ClusterTlsCaFile", clusterTlsCaFile), ("UpstreamCaFile", upstreamCaFile),
-            ("AdminAuthFailureLimit", adminAuthFailureLimit),
+            ("AdminAuthFailureLimit", adminAuthFailureLimit), ("ReleaseCodePagesAfterSeconds", releaseCodePagesAfterSeconds),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }
@@ -110,6 +112,7 @@ struct FeatBitAgentCommand: AsyncParsableCommand {
             "dbPath": c.dbPath.map { .string($0) } ?? .null, "nodeId": .string(c.nodeId), "logLevel": .string(c.logLevel.rawValue),
             "cluster": .null, "tls": .bool(c.tls != nil), "upstreamCaFile": c.upstreamCaFile.map { .string($0) } ?? .null,
             "adminAuthFailureLimit": .integer(Int64(c.adminAuthFailureLimit)),
+            "releaseCodePagesAfterSeconds": .integer(Int64(c.releaseCodePagesAfterSeconds)),
         ]
         if let mesh = c.cluster {
             object["cluster"] = .object([

@@ -15,6 +15,8 @@ import Testing
         #expect(configuration.agentId == "host-1")
         #expect(configuration.insightsMode == .forward)
         #expect(configuration.tokenExpirySeconds == 30)
+        #expect(configuration.releaseCodePagesAfterSeconds == 30)
+        #expect(try resolve(env: ["ReleaseCodePagesAfterSeconds": "0"]).get().releaseCodePagesAfterSeconds == 0)
     }
 
     @Test func streamingUriImpliesAutoAndDerivesTheEventUri() throws {
@@ -34,13 +36,14 @@ import Testing
     @Test func everyProblemIsNamedByItsKey() {
         guard case .failure(let problems) = resolve(env: [
             "Mode": "Auto", "Port": "70000", "ForwardEvents": "maybe", "InsightsMode": "sell", "LogLevel": "loud",
-            "Streaming__TokenExpirySeconds": "-1", "EventUri": "ftp://x",
+            "Streaming__TokenExpirySeconds": "-1", "EventUri": "ftp://x", "ReleaseCodePagesAfterSeconds": "soon",
         ], file: ["Prot": .integer(1)]) else {
             Issue.record("expected problems")
             return
         }
         let keys = Set(problems.list.map(\.key))
-        #expect(keys == ["Mode", "Port", "ForwardEvents", "InsightsMode", "LogLevel", "Streaming__TokenExpirySeconds", "EventUri", "Prot"])
+        #expect(keys == ["Mode", "Port", "ForwardEvents", "InsightsMode", "LogLevel", "Streaming__TokenExpirySeconds", "EventUri",
+                         "ReleaseCodePagesAfterSeconds", "Prot"])
     }
 
     @Test func tokenExpiryOutsideOneSecondToOneYearIsAProblemNotACrash() {

@@ -34,6 +34,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// `AdminAuthFailureLimit`: failed admin authentications one source address may make before the admin API answers
     /// 429 (one more comes back every 6 s); 0 turns the limit off.
     public var adminAuthFailureLimit: Int = 10
+    /// `ReleaseCodePagesAfterSeconds`: when the agent unmaps the code pages start-up touched (`CodePages`); 0: never.
+    public var releaseCodePagesAfterSeconds: Int = 30
 
     /// A PEM certificate chain and its private key (paths; read, matched and watched by the server).
     public struct TLSFiles: Sendable, Equatable {
@@ -99,6 +101,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         Key(name: "Streaming__TokenExpirySeconds", option: "token-expiry-seconds", defaultText: "30", help: "SDK token validity window, seconds"),
         Key(name: "AdminAuthFailureLimit", option: "admin-auth-failure-limit", defaultText: "10",
             help: "failed admin authentications per source address before 429 (one more every 6 s); 0: no limit"),
+        Key(name: "ReleaseCodePagesAfterSeconds", option: "release-code-pages-after-seconds", defaultText: "30",
+            help: "seconds after start when the code pages start-up touched are unmapped (lower idle RSS); 0: never"),
         Key(name: "LogLevel", option: "log-level", defaultText: "info", help: "trace, debug, info, notice, warning, error"),
     ]
 
@@ -237,6 +241,13 @@ public struct AgentConfiguration: Sendable, Equatable {
             }
         }
 
+        var releaseCodePagesAfterSeconds = 30
+        if let text = value("ReleaseCodePagesAfterSeconds") {
+            if let n = Int(text), (0...86_400).contains(n) { releaseCodePagesAfterSeconds = n } else {
+                problems.append(Problem(key: "ReleaseCodePagesAfterSeconds", message: "\"\(text)\" is not a number of seconds from 0 to 86400"))
+            }
+        }
+
         var logLevel = LogLevel.info
         if let text = value("LogLevel") {
             if let l = LogLevel(rawValue: text.lowercased()) { logLevel = l } else {
@@ -268,7 +279,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             insightsAllowProperties: allow, port: port, bindAddress: value("BindAddress") ?? "0.0.0.0",
             dbPath: dbPath, dataFile: value("DataFile"), nodeId: nodeId,
             tokenExpirySeconds: tokenExpiry, logLevel: logLevel, cluster: cluster, tls: tls,
-            upstreamCaFile: value("UpstreamCaFile"), adminAuthFailureLimit: adminAuthFailureLimit
+            upstreamCaFile: value("UpstreamCaFile"), adminAuthFailureLimit: adminAuthFailureLimit,
+            releaseCodePagesAfterSeconds: releaseCodePagesAfterSeconds
         )
         return problems.isEmpty ? .success(configuration) : .failure(Problems(list: problems))
     }
