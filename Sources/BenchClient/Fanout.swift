@@ -36,6 +36,10 @@ func cpuNanos(_ pid: String) -> UInt64 {
     return total
 }
 
+extension UInt64 {
+    func subtractingSaturated(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count - 1)).rounded()))]
 }
@@ -116,7 +120,9 @@ func runFanout(_ args: [String]) async throws {
     try await trigger(method: method, url: url, auth: auth, body: changeBody)
     let triggerNanos = monotonicNanos() - t0
     try await push.waitAll(seconds: 60)
-    let (agentCPU, clientCPU) = (cpuNanos(String(pid)) - agentCPU0, cpuNanos(clientPid) - clientCPU0)
+    // Saturating: a thread that exited in between takes its time out of the sum.
+    let (agentCPU, clientCPU) = (cpuNanos(String(pid)).subtractingSaturated(agentCPU0),
+                                 cpuNanos(clientPid).subtractingSaturated(clientCPU0))
     mark("push-end")
     if let reason = client.failureReason { throw BenchError(reason) }
     let arrivals = push.times.map { Double(Int64($0) - Int64(t0)) / 1e6 }.sorted()
@@ -145,7 +151,8 @@ func runFanout(_ args: [String]) async throws {
         var lastBusy = floorStart
         while !answered.load(ordering: .acquiring) || monotonicNanos() - lastBusy < 100_000_000 {
             try await Task.sleep(for: .milliseconds(1))
-            let (now, sample) = (cpuNanos(agentTask), monotonicNanos())
+            // The sum over the agent's threads drops when one of them exits: never count backwards.
+            let (now, sample) = (max(previous, cpuNanos(agentTask)), monotonicNanos())
             // Busy: more than a quarter of a core since the last sample.
             if now - previous > (sample - previousSample) / 4 { lastBusy = sample }
             (previous, previousSample) = (now, sample)
