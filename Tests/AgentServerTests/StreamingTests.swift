@@ -170,6 +170,32 @@ import AgentServer
         }
     }
 
+    @Test func anSdkWhoseSocketEndsWithoutACloseIsClosedAndForgotten() async throws {
+        try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
+            let token = TestAgent.token(TestData.serverSecret)
+            let socket = try RawSocket(port: agent.port)
+            defer { socket.close() }
+            let synced = try await offPool { () -> Bool in
+                guard try socket.upgrade(path: "/streaming?type=server&token=\(token)").hasPrefix("HTTP/1.1 101") else { return false }
+                guard socket.sendAll(RawSocket.maskedText(TestData.dataSync(0))) else { return false }
+                return socket.readFrame()?.opcode == 0x1
+            }
+            #expect(synced)
+            #expect(agent.hub.connectionCounts.server == 1)
+            // The SDK's process is gone: its kernel sends FIN, no WebSocket Close.
+            #expect(shutdown(socket.fd, Int32(SHUT_WR)) == 0)
+            let endedByAgent = try await offPool { () -> Bool in
+                var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(socket.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                var byte: UInt8 = 0
+                return recv(socket.fd, &byte, 1, 0) == 0  // 0: the agent closed its side; -1: still open after 5 s
+            }
+            #expect(endedByAgent, "the agent closes a socket whose SDK side has ended")
+            for _ in 0..<100 where agent.hub.connectionCounts.server != 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(agent.hub.connectionCounts.server == 0)
+        }
+    }
+
     @Test func drainClosesEverySdkSocketWith1001AndWaitsUntilTheyAreGone() async throws {
         try await withTestAgent(initial: try TestData.fakeEnvironments()) { agent in
             // One registered server SDK and one socket that never sent data-sync: both must get 1001.

@@ -129,6 +129,14 @@ final class StreamingSessionHandler: ChannelInboundHandler, RemovableChannelHand
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             perform(session.shutdown(), context: context)
+        } else if let event = event as? ChannelEvent, event == .inputClosed {
+            // The SDK's side of the TCP connection ended without a WebSocket Close (its process exited, a proxy gave
+            // up). The server's child channels allow half-closure (for HTTP), so NIO leaves the socket open: without
+            // this it stayed in CLOSE_WAIT, registered and holding its memory, until a push happened to fail.
+            hub.logger.debug("SDK socket ended without a close", metadata: [
+                "event": "sdk-input-closed", "remote": "\(remote)", "envId": "\(registered?.envId ?? "-")",
+            ])
+            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
