@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOConcurrencyHelpers
 @_spi(CustomByteBufferAllocator) import NIOCore
-import Synchronization
 
 /// The `ByteBufferAllocator` of every TLS connection (set as the channel's allocator before `NIOSSLHandler` is added).
 ///
@@ -73,7 +73,9 @@ final class SlotPool: Sendable {
     let slotBytes: Int
     let slotCount: Int
     private let base: UInt
-    private let state = Mutex(State())
+    /// A pthread mutex (NIOLockedValueBox), not `Synchronization.Mutex`: its contended hand-over is visible to
+    /// ThreadSanitizer, which this pool's slot hand-over between threads is checked with.
+    private let state = NIOLockedValueBox(State())
 
     private struct State {
         var opened = 0
@@ -93,7 +95,7 @@ final class SlotPool: Sendable {
         self.base = UInt(bitPattern: mapped)
     }
 
-    var inUse: Int { state.withLock { $0.inUse } }
+    var inUse: Int { state.withLockedValue { $0.inUse } }
 
     func contains(_ address: UInt) -> Bool {
         address >= base && address < base + UInt(slotBytes * slotCount)
@@ -101,7 +103,7 @@ final class SlotPool: Sendable {
 
     /// A slot whose pages are untouched, or nil when every slot is taken (the caller falls back to malloc).
     func take() -> UnsafeMutableRawPointer? {
-        state.withLock { state in
+        state.withLockedValue { state in
             if let address = state.free.popLast() {
                 state.inUse += 1
                 return UnsafeMutableRawPointer(bitPattern: address)
@@ -119,7 +121,7 @@ final class SlotPool: Sendable {
     /// Gives a slot's pages back to the kernel (they read as zeros and are not resident until written again).
     func give(_ pointer: UnsafeMutableRawPointer) {
         _ = madvise(pointer, slotBytes, MADV_DONTNEED)
-        state.withLock { state in
+        state.withLockedValue { state in
             state.free.append(UInt(bitPattern: pointer))
             state.inUse -= 1
         }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import AgentTLS
@@ -86,7 +86,7 @@ import Testing
 }
 
 final class ManagedCounter: Sendable {
-    private let count = Mutex(0)
-    func add() { count.withLock { $0 += 1 } }
-    var value: Int { count.withLock { $0 } }
+    private let count = NIOLockedValueBox(0)
+    func add() { count.withLockedValue { $0 += 1 } }
+    var value: Int { count.withLockedValue { $0 } }
 }
