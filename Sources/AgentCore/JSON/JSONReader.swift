@@ -5,7 +5,7 @@ import Foundation
 /// bootstrap and insight body is parsed (a 64 KiB frame of empty objects took ~80 ms of an event loop that way).
 /// It gives what that decoder gave: a number that is integral and fits `Int64` (`1`, `1.0`, `1e2`, `-0`) is
 /// `.integer`, any other finite number `.number`; a repeated object key keeps its first value; nesting deeper than
-/// 512 is refused. `nil` for anything that is not one JSON document.
+/// 511 levels is refused (512 open brackets). `nil` for anything that is not one JSON document.
 public enum JSONReader {
     public static func parse(_ data: Data) -> JSONValue? {
         data.withUnsafeBytes { parse($0) }
