@@ -19,6 +19,18 @@ import Testing
         }
     }
 
+    /// `sdk-handshake`: a token whose secret holds "\r\n" decoded (decode counts bytes) but did not encode back
+    /// (encode counted Characters, and "\r\n" is one). Now both count bytes.
+    @Test func aTokenWithCRLFInItsSecretEncodesBackToItself() throws {
+        let input = "QWQBS6\r\n\0\0\0\0\0\0KUW0OK38cBXQQQQQQQUQBQWSEQVZ4aW15QQ0yfCi98Oh2eAQ"
+        let token = try #require(StreamingToken.decode(input))
+        #expect(token.secret.utf8.count == 44 && token.secret.contains("\r\n"))
+        for position in [2, 7, 20] {
+            #expect(StreamingToken.decode(StreamingToken.encode(secret: token.secret, timestamp: token.timestamp,
+                                                                 position: position)) == token, "position \(position)")
+        }
+    }
+
     /// The error still says where and why, in words.
     @Test func parseErrorsStillExplain() {
         do {

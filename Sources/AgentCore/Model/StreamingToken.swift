@@ -62,17 +62,20 @@ public struct StreamingToken: Sendable, Equatable {
         return StreamingToken(secret: text, timestamp: Int64(ts))
     }
 
-    /// Encodes a token the way the Python SDK does (13-digit timestamps, insertion point `p`).
+    /// Encodes a token the way the Python SDK does (13-digit timestamps, insertion point `p`). Counts bytes, as
+    /// `decode` does: counted in Characters, "\r\n" is one and the two would disagree (found by fuzzing).
     public static func encode(secret: String, timestamp: Int64, position: Int) -> String {
-        let text = String(secret.reversed().drop(while: { $0 == "=" }).reversed())
+        let timestamp = Swift.max(0, timestamp)  // SDKs send Unix milliseconds; a digit run has no sign
+        var text = Array(secret.utf8)
+        while text.last == UInt8(ascii: "=") { text.removeLast() }
         let t = String(timestamp)
         let p = Swift.max(Swift.min(position, text.count - 1), 2)
-        func enc(_ n: Int64, _ width: Int) -> String {
-            let digits = String(n)
-            let padded = String(repeating: "0", count: Swift.max(0, width - digits.count)) + digits
-            return String(padded.suffix(width).map { Character(UnicodeScalar(alphabet[Int($0.asciiValue! - 48)])) })
+        func enc(_ n: Int64, _ width: Int) -> [UInt8] {
+            let digits = Array(String(n).utf8)
+            let padded = [UInt8](repeating: UInt8(ascii: "0"), count: Swift.max(0, width - digits.count)) + digits
+            return padded.suffix(width).map { alphabet[Int($0 - UInt8(ascii: "0"))] }
         }
-        let chars = Array(text)
-        return enc(Int64(p), 3) + enc(Int64(t.count), 2) + String(chars[0..<p]) + enc(timestamp, t.count) + String(chars[p...])
+        let bytes = enc(Int64(p), 3) + enc(Int64(t.utf8.count), 2) + text[0..<p] + enc(timestamp, t.utf8.count) + text[p...]
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
