@@ -49,7 +49,7 @@ import Testing
                     Self.clientSync(0, user: #"{"keyId":"u1","customizedProperties":[{"name":"age","value":42}]}"#),
                     #"{"messageType":"ping","data":null}"#,
                 ],
-                timeout: .seconds(2), until: { $0.count == 1 })
+                timeout: .seconds(10), until: { $0.count == 1 })
             #expect(transcript.messages == [#"{"messageType":"pong","data":{}}"#])
         }
     }
@@ -85,7 +85,7 @@ import Testing
             let unused = segments.first { !flagText.contains($0["id"]!.stringValue!) }
             let transcript = try await sdkSession(
                 url: agent.streamingURL(type: "client", secret: TestData.clientSecret),
-                send: [Self.clientSync(0)], timeout: .seconds(2), until: { $0.count == 2 },
+                send: [Self.clientSync(0)], timeout: .seconds(10), until: { $0.count == 2 },
                 afterSend: { _ in
                     try await Task.sleep(for: .milliseconds(300))
                     if let unused {

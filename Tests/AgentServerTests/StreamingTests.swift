@@ -118,7 +118,7 @@ import AgentServer
                     "[1,2,3]",
                     #"{"messageType":"ping","data":{}}"#,
                 ],
-                timeout: .seconds(2),
+                timeout: .seconds(10),
                 until: { $0.count == 1 }
             )
             // Only the last, valid ping is answered, and the connection was still open for it.
@@ -312,7 +312,7 @@ import AgentServer
             let flagNew = try DataItem(kind: .flag, json: flags[0].with("updatedAt", .string("2025-01-01T00:00:03Z")))
             let segmentOlder = try DataItem(kind: .segment, json: segments[0].with("updatedAt", .string("2025-01-01T00:00:01Z")))
             let flagOldest = try DataItem(kind: .flag, json: flags[1].with("updatedAt", .string("2025-01-01T00:00:00Z")))
-            let transcript = try await sdkSession(url: agent.streamingURL(), timeout: .seconds(2), until: { $0.count >= 2 }) { _ in
+            let transcript = try await sdkSession(url: agent.streamingURL(), timeout: .seconds(10), until: { $0.count >= 2 }) { _ in
                 for _ in 0..<200 where agent.hub.connectionCounts.server == 0 { try await Task.sleep(for: .milliseconds(5)) }
                 agent.store.apply(.upsert([EnvironmentData(envId: TestData.envId, secrets: nil, flags: [flagNew, flagOldest], segments: [segmentOlder])]))
             }
