@@ -43,6 +43,16 @@ public enum TLSBufferAllocator {
 
     /// Slots handed out and not yet given back, for tests and the benchmark.
     public static var slotsInUse: Int { SlotPools.shared.pools.reduce(0) { $0 + $1.inUse } }
+
+    /// Bytes of the slots' pages the kernel has resident (every slot handed out; a free slot has none), for tests and
+    /// the benchmark.
+    public static var residentBytes: Int { SlotPools.shared.pools.reduce(0) { $0 + $1.residentBytes } }
+
+    /// The slot of the buffer whose bytes start at `address`, if it is one of the slots.
+    static func ticket(for address: UnsafeRawPointer) -> SlotTicket? {
+        let address = UInt(bitPattern: address)
+        return SlotPools.shared.pools.first { $0.contains(address) }?.ticket(for: address)
+    }
 }
 
 /// One pool per buffer size `NIOSSLHandler` asks for (`SSL_MAX_RECORD_SIZE` and twice it).
@@ -72,7 +82,7 @@ final class SlotPools: Sendable {
 final class SlotPool: Sendable {
     let slotBytes: Int
     let slotCount: Int
-    private let base: UInt
+    let base: UInt
     /// A pthread mutex (NIOLockedValueBox), not `Synchronization.Mutex`: its contended hand-over is visible to
     /// ThreadSanitizer, which this pool's slot hand-over between threads is checked with.
     private let state = NIOLockedValueBox(State())
@@ -81,6 +91,9 @@ final class SlotPool: Sendable {
         var opened = 0
         var free: [UInt] = []
         var inUse = 0
+        /// Per opened slot: odd while handed out, even while free; it changes with every hand-out and give-back, so
+        /// a `SlotTicket` names one buffer's life in its slot and never the next buffer's.
+        var generations: [UInt32] = []
     }
 
     init?(slotBytes: Int, slotCount: Int) {
@@ -106,6 +119,7 @@ final class SlotPool: Sendable {
         state.withLockedValue { state in
             if let address = state.free.popLast() {
                 state.inUse += 1
+                state.generations[index(of: address)] &+= 1
                 return UnsafeMutableRawPointer(bitPattern: address)
             }
             guard state.opened < slotCount else { return nil }
@@ -114,6 +128,7 @@ final class SlotPool: Sendable {
             guard mprotect(slot, slotBytes, PROT_READ | PROT_WRITE) == 0 else { return nil }
             state.opened += 1
             state.inUse += 1
+            state.generations.append(1)
             return slot
         }
     }
@@ -122,8 +137,67 @@ final class SlotPool: Sendable {
     func give(_ pointer: UnsafeMutableRawPointer) {
         _ = madvise(pointer, slotBytes, MADV_DONTNEED)
         state.withLockedValue { state in
-            state.free.append(UInt(bitPattern: pointer))
+            let address = UInt(bitPattern: pointer)
+            state.free.append(address)
             state.inUse -= 1
+            state.generations[index(of: address)] &+= 1
         }
+    }
+
+    /// Resident bytes of every slot opened so far (`mincore`).
+    var residentBytes: Int {
+        let opened = state.withLockedValue { $0.opened }
+        let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = opened * slotBytes
+        guard bytes > 0, let start = UnsafeMutableRawPointer(bitPattern: base) else { return 0 }
+        var vector = [UInt8](repeating: 0, count: bytes / pageBytes)
+        let result = vector.withUnsafeMutableBufferPointer { mincore(start, bytes, $0.baseAddress) }
+        guard result == 0 else { return 0 }
+        return vector.reduce(0) { $0 + Int($1 & 1) } * pageBytes
+    }
+
+    private func index(of address: UInt) -> Int {
+        Int((address - base) / UInt(slotBytes))
+    }
+
+    /// The slot holding `address` and the life of the buffer in it now, or nil when the address is in no slot
+    /// handed out.
+    func ticket(for address: UInt) -> SlotTicket? {
+        guard contains(address) else { return nil }
+        let slot = index(of: address)
+        return state.withLockedValue { state in
+            guard slot < state.generations.count, state.generations[slot] & 1 == 1 else { return nil }
+            return SlotTicket(pool: self, slot: slot, generation: state.generations[slot])
+        }
+    }
+
+    /// Gives the pages of the ticket's slot back to the kernel while its buffer lives on: they read as zeros when
+    /// next touched. Only for a buffer whose bytes nobody will read again before writing them (`TLSIdlePages`
+    /// knows when that is). Nothing happens when the buffer of the ticket has been freed since, whoever holds the
+    /// slot now; true when the pages were given back.
+    @discardableResult
+    func release(_ ticket: SlotTicket) -> Bool {
+        state.withLockedValue { state in
+            guard ticket.slot < state.generations.count, state.generations[ticket.slot] == ticket.generation else {
+                return false
+            }
+            // Under the lock: the slot cannot change hands before the pages are gone.
+            let address = UnsafeMutableRawPointer(bitPattern: base + UInt(ticket.slot * slotBytes))
+            return madvise(address, slotBytes, MADV_DONTNEED) == 0
+        }
+    }
+}
+
+/// One buffer's life in one slot (`SlotPool.ticket(for:)`).
+struct SlotTicket: Sendable, Equatable {
+    let pool: SlotPool
+    let slot: Int
+    let generation: UInt32
+
+    /// The slot's first byte.
+    var address: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: pool.base + UInt(slot * pool.slotBytes))! }
+
+    static func == (lhs: SlotTicket, rhs: SlotTicket) -> Bool {
+        lhs.pool === rhs.pool && lhs.slot == rhs.slot && lhs.generation == rhs.generation
     }
 }

@@ -12,7 +12,7 @@ import Synchronization
 /// bench-client idle-sockets HOST PORT SECRET N AGENT_PID ws|wss [CA_FILE]
 ///
 /// Prints one JSON line: connections, scheme, connect_seconds, agent_rss_before_kib, agent_rss_after_kib,
-/// rss_per_connection_kib (after minus before, over N, 2 s after the last data-sync answer).
+/// rss_per_connection_kib (after minus before, over N, 5 s after the last data-sync answer).
 func runIdleSockets(_ args: [String]) async throws {
     guard args.count == 6 || args.count == 7, let port = Int(args[1]), let n = Int(args[3]), let pid = Int32(args[4]),
           args[5] == "ws" || args[5] == "wss" else {
@@ -56,7 +56,9 @@ func runIdleSockets(_ args: [String]) async throws {
         try await Task.sleep(for: .milliseconds(5))
     }
     let connectSeconds = ContinuousClock.now - start
-    try await Task.sleep(for: .seconds(2))  // let the agent settle (receive buffers shrink, allocations return)
+    // Let the agent settle (receive buffers shrink, allocations return, idle TLS sockets give their buffer pages
+    // back after TLSIdlePages.defaultQuietTime, 2 s).
+    try await Task.sleep(for: .seconds(5))
     let rssAfter = rssKiB(pid)
     if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
     let fields: [(String, String)] = [

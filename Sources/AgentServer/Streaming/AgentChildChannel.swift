@@ -46,7 +46,11 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
                 // TLS first: a plaintext request or a failed handshake is logged and closed before HTTP sees a byte.
                 // NIOSSL's per-connection buffers come from untouched pages (TLSBufferAllocator.swift).
                 try channel.syncOptions?.setOption(ChannelOptions.allocator, value: TLSBufferAllocator.allocator)
+                // ... and an idle socket gives their pages back (TLSIdlePages.swift).
+                let idlePages = TLSIdlePages()
+                try channel.pipeline.syncOperations.addHandler(idlePages.networkSide)
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
+                try channel.pipeline.syncOperations.addHandler(idlePages.plaintextSide)
                 try channel.pipeline.syncOperations.addHandler(
                     TLSHandshakeFailureLogger(logger: hub.logger, event: "tls-handshake-failed", budget: tlsFailureLog))
                 // Bounds the ciphertext buffer NIOSSL keeps per socket (TLSWriteChunker.swift).

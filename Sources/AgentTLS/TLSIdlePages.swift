@@ -1,0 +1,165 @@
+import NIOCore
+
+/// Gives an idle TLS socket's buffer pages back to the kernel.
+///
+/// `NIOSSLHandler` keeps two buffers for a connection's life (32 KiB of plaintext read, 16 KiB of ciphertext write,
+/// from `TLSBufferAllocator`'s slots), and every message in or out writes a page of each. Once the connection has
+/// been quiet for `quietTime`, neither holds a byte anyone will read again: NIOSSL hands the plaintext on and rewinds
+/// its buffer within the read, and the ciphertext has left the socket. Their pages are then given back
+/// (`MADV_DONTNEED`; they read as zeros and cost nothing until the next message writes them). An idle SDK socket keeps
+/// no page of either: 8 KiB less per socket.
+///
+/// Two handlers around `NIOSSLHandler` share one `TLSIdlePages`:
+/// - `networkSide`, between the socket and NIOSSL: sees every ciphertext buffer NIOSSL writes (which slot it is in)
+///   and all traffic in and out (what "quiet" means);
+/// - `plaintextSide`, right after NIOSSL: sees the plaintext buffer NIOSSL reads into and passes on a copy of its
+///   bytes, so no handler further on ever holds NIOSSL's buffer — the guarantee that its pages can go.
+/// The ciphertext buffer's pages go only while the socket has no write queued (`bufferedWritableBytes` is 0): a queued
+/// write still points into it.
+///
+/// All state lives on the channel's event loop; the release runs as its own task there, never inside NIOSSL's calls.
+public final class TLSIdlePages {
+    /// Quiet time before the pages go: long enough that a burst of messages (a push, a ping and its pong) does not
+    /// fault its pages in again for every message, short next to the SDKs' ping interval (10 s for the Python SDK),
+    /// so a pinging SDK's socket holds them about a tenth of the time.
+    public static let defaultQuietTime: TimeAmount = .seconds(1)
+
+    let quietTime: TimeAmount
+    private var plaintext: SlotTicket?
+    private var ciphertext: SlotTicket?
+    /// The slots of the last buffers seen, kept after a release (for tests).
+    private var seenPlaintext: SlotTicket?
+    private var seenCiphertext: SlotTicket?
+    var lastSeen: [SlotTicket] { [seenPlaintext, seenCiphertext].compactMap { $0 } }
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    private var scheduled: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    public init(quietTime: TimeAmount = TLSIdlePages.defaultQuietTime) {
+        self.quietTime = quietTime
+    }
+
+    /// The handler to add before `NIOSSLHandler` (on the socket's side of it).
+    public var networkSide: NetworkSide { NetworkSide(self) }
+    /// The handler to add right after `NIOSSLHandler`.
+    public var plaintextSide: PlaintextSide { PlaintextSide(self) }
+
+    private func activity(ciphertext buffer: ByteBuffer? = nil, plaintext plain: ByteBuffer? = nil) {
+        if let buffer, let ticket = Self.ticket(of: buffer) {
+            ciphertext = ticket
+            seenCiphertext = ticket
+        }
+        if let plain, let ticket = Self.ticket(of: plain) {
+            plaintext = ticket
+            seenPlaintext = ticket
+        }
+        lastActivity = .now()
+        guard scheduled == nil, plaintext != nil || ciphertext != nil else { return }
+        schedule(in: quietTime)
+    }
+
+    private static func ticket(of buffer: ByteBuffer) -> SlotTicket? {
+        guard buffer.readableBytes > 0 else { return nil }
+        return buffer.withUnsafeReadableBytes { bytes in bytes.baseAddress.flatMap { TLSBufferAllocator.ticket(for: $0) } }
+    }
+
+    private func schedule(in delay: TimeAmount) {
+        guard let context else { return }
+        scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            scheduled = nil
+            releaseIfQuiet()
+        }
+    }
+
+    private func releaseIfQuiet() {
+        guard let context, context.channel.isActive else { return }
+        let quietFor = NIODeadline.now() - lastActivity
+        guard quietFor >= quietTime else {
+            schedule(in: quietTime - quietFor)
+            return
+        }
+        if let ticket = plaintext {
+            ticket.pool.release(ticket)
+            plaintext = nil
+        }
+        if let ticket = ciphertext {
+            let queued = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? nil
+            if queued == 0 {
+                ticket.pool.release(ticket)
+                ciphertext = nil
+            } else {
+                // A write is still queued (a slow reader): its bytes may be in this buffer. Look again later.
+                schedule(in: quietTime)
+            }
+        }
+    }
+
+    private func attach(_ context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    private func detach() {
+        scheduled?.cancel()
+        scheduled = nil
+        context = nil
+        plaintext = nil
+        ciphertext = nil
+    }
+
+    public final class NetworkSide: ChannelDuplexHandler, RemovableChannelHandler {
+        public typealias InboundIn = ByteBuffer
+        public typealias InboundOut = ByteBuffer
+        public typealias OutboundIn = ByteBuffer
+        public typealias OutboundOut = ByteBuffer
+
+        private let pages: TLSIdlePages
+
+        init(_ pages: TLSIdlePages) {
+            self.pages = pages
+        }
+
+        public func handlerAdded(context: ChannelHandlerContext) {
+            pages.attach(context)
+        }
+
+        public func handlerRemoved(context: ChannelHandlerContext) {
+            pages.detach()
+        }
+
+        public func channelInactive(context: ChannelHandlerContext) {
+            pages.detach()
+            context.fireChannelInactive()
+        }
+
+        public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            pages.activity()
+            context.fireChannelRead(data)
+        }
+
+        public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            pages.activity(ciphertext: unwrapOutboundIn(data))
+            context.write(data, promise: promise)
+        }
+    }
+
+    public final class PlaintextSide: ChannelInboundHandler, RemovableChannelHandler {
+        public typealias InboundIn = ByteBuffer
+        public typealias InboundOut = ByteBuffer
+
+        private let pages: TLSIdlePages
+        /// Copies come from malloc: the slots are for NIOSSL's own buffers.
+        private let allocator = ByteBufferAllocator()
+
+        init(_ pages: TLSIdlePages) {
+            self.pages = pages
+        }
+
+        public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            pages.activity(plaintext: buffer)
+            var copy = allocator.buffer(capacity: buffer.readableBytes)
+            copy.writeImmutableBuffer(buffer)
+            context.fireChannelRead(wrapInboundOut(copy))
+        }
+    }
+}
