@@ -78,6 +78,9 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
     try:
         assert client.initialize
         assert client.variation("returns-true", TESTER, None) is True
+        # Quiet for longer than TLSIdlePages' 1 s: the socket's TLS buffer pages have been given back, and the push
+        # that follows must still arrive whole.
+        time.sleep(2.5)
         data_file.write_text(json.dumps(fake_data_set(set_enabled("returns-true", False, "2024-06-01T00:00:00.000Z"))))
         assert wait_until(lambda: client.variation("returns-true", TESTER, None) is False, timeout=5)
     finally:
