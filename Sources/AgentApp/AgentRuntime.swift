@@ -13,6 +13,7 @@ import Persistence
 import Prometheus
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 import Upstream
 
 /// Wires the modules together for one configuration and runs them as services until SIGTERM/SIGINT: a single node,
@@ -30,6 +31,8 @@ public struct AgentRuntime: Sendable {
     let hub: StreamingHub
     let routes: AgentRoutes
     let services: [ServiceGroupConfiguration.ServiceConfiguration]
+    /// Checks the TLS files on SIGHUP too (nil without TLS).
+    let tlsWatcher: TLSFileWatcher?
     let startupNotes: [String]
     /// The mesh node, in a mesh.
     public let mesh: MeshNode?
@@ -178,8 +181,10 @@ public struct AgentRuntime: Sendable {
         if let mesh {
             services.append(.init(service: MeshService(node: mesh)))
         }
-        if !tls.reloading.isEmpty {
-            services.append(.init(service: TLSFileWatcher(contexts: tls.reloading, logger: logger)))
+        let tlsWatcher = tls.reloading.isEmpty ? nil : TLSFileWatcher(contexts: tls.reloading, logger: logger)
+        self.tlsWatcher = tlsWatcher
+        if let tlsWatcher {
+            services.append(.init(service: tlsWatcher))
             if let files = configuration.tls {
                 notes.append("TLS: HTTPS and WSS only, certificate \(files.certFile) (reloaded when it changes)")
             }
@@ -362,8 +367,11 @@ public struct AgentRuntime: Sendable {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         hub.start()
+        // SIGHUP is trapped before the port opens, so no signal after "listening" can end the process.
+        let hangup = HangupService(signals: await UnixSignalsSequence(trapping: .sighup), tlsWatcher: tlsWatcher,
+                                   logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app)] + services,
+            services: [.init(service: app), .init(service: hangup)] + services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
@@ -382,6 +390,27 @@ public struct AgentRuntime: Sendable {
         database?.close()
         logger.info("agent stopped", metadata: ["event": "stopped"])
         try result.get()
+    }
+}
+
+/// SIGHUP (`systemctl reload`, a certificate tool's deploy hook): the TLS files are checked at once instead of at the
+/// next 2 s poll, and the signal is logged. Nothing else is re-read: the configuration is read at start (restart to
+/// change it), and a `DataFile` is watched anyway. Without this, SIGHUP's default action would end the process
+/// with no graceful shutdown.
+struct HangupService: Service {
+    let signals: UnixSignalsSequence
+    let tlsWatcher: TLSFileWatcher?
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                let what = tlsWatcher == nil ? "no TLS files to check" : "TLS files checked now"
+                logger.notice("SIGHUP: \(what); the configuration is read only at start (restart to change it)",
+                              metadata: ["event": "reload-requested"])
+                tlsWatcher?.checkAll()
+            }
+        }
     }
 }
 

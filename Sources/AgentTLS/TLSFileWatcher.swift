@@ -20,11 +20,20 @@ public struct TLSFileWatcher: Service {
         }
     }
 
+    /// Checks every context now (on SIGHUP), logging an unchanged one too.
+    public func checkAll() {
+        for context in contexts { check(context, reportUnchanged: true) }
+    }
+
     /// Reloads one context if its files changed, and logs what happened.
-    public func check(_ context: ReloadingTLSContext) {
+    public func check(_ context: ReloadingTLSContext, reportUnchanged: Bool = false) {
         switch context.reloadIfChanged() {
         case .unchanged:
-            break
+            if reportUnchanged {
+                logger.info("TLS files unchanged; the certificate in use stays", metadata: [
+                    "event": "tls-unchanged", "tls": "\(context.name)", "files": "\(context.files.joined(separator: ", "))",
+                ])
+            }
         case .reloaded:
             logger.notice("TLS certificate reloaded; new connections use it, open ones keep theirs", metadata: [
                 "event": "tls-reloaded", "tls": "\(context.name)", "files": "\(context.files.joined(separator: ", "))",

@@ -4,6 +4,7 @@ behind a private CA. Certificates come from a throwaway CA generated into each t
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -143,6 +144,48 @@ def test_certificate_rotation_reaches_new_connections_and_keeps_open_sockets(tmp
     finally:
         old_socket.close()
         client.stop()
+
+
+def test_sighup_checks_the_tls_files_at_once_and_never_stops_the_agent(tmp_path, start_agent):
+    ca = CA(tmp_path / "pki")
+    first, second = ca.issue("agent-first"), ca.issue("agent-second")
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "tls.crt", live / "tls.key"
+    shutil.copyfile(first[0], cert)
+    shutil.copyfile(first[1], key)
+    data_file = tmp_path / "dump.json"
+    data_file.write_text(json.dumps(fake_data_set()))
+    agent = start_tls_agent(start_agent, ca, cert, key, {"Mode": "offline", "DataFile": str(data_file)})
+    sdk = open_wss_sdk(agent, ca)
+    try:
+        # Unchanged files: the signal is logged and so is the check (only a SIGHUP logs an unchanged check).
+        agent.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: '"tls-unchanged"' in agent.read_stderr(), timeout=5)
+        assert '"reload-requested"' in agent.read_stderr()
+        # A rotation followed by SIGHUP (what `systemctl reload` does): new connections get the new certificate.
+        replace_file(second[1], key)
+        replace_file(second[0], cert)
+        agent.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: served_common_name(agent.port, ca) == "agent-second", timeout=5)
+        assert agent.read_stderr().count('"reload-requested"') == 2
+        # The open SDK socket and the process are untouched.
+        sdk.settimeout(5)
+        sdk.send(json.dumps({"messageType": "ping", "data": {}}))
+        assert json.loads(sdk.recv())["messageType"] == "pong"
+        assert agent.proc.poll() is None
+    finally:
+        sdk.close()
+
+
+def test_sighup_does_not_stop_an_agent_without_tls(start_agent):
+    agent = start_agent({"Mode": "manual", "ApiKey": API_KEY})
+    for count in range(1, 4):  # one at a time: signals sent together may arrive as one
+        agent.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: agent.read_stderr().count('"reload-requested"') == count, timeout=5)
+    assert "no TLS files to check" in agent.read_stderr()
+    assert agent.request("GET", "/health/liveness") == (200, "Healthy")
+    assert agent.proc.poll() is None
 
 
 def run_check(tmp_path, env, args=("--check-config",)):
