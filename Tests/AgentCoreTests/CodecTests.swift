@@ -67,6 +67,14 @@ import Testing
         #expect(token == "QBPBSv3faJy3RCUO8d-BDDDQBZZQQXHPEJiVdN6waRfGjfNan02Ms9c0LiTD6w")
         #expect(StreamingToken.decode(token)?.timestamp == 1666018800754)
     }
+
+    @Test func aSecretTooShortToBeRealStillEncodesAndIsRefused() {
+        for secret in ["", "a", "ab", "abc"] {
+            let token = StreamingToken.encode(secret: secret, timestamp: 1666018800754, position: 9)
+            #expect(token.utf8.count == 5 + secret.utf8.count + 13)
+            #expect(StreamingToken.decode(token) == nil, "no secret of \(secret.count) bytes is valid")
+        }
+    }
 }
 
 @Suite struct TimestampTests {

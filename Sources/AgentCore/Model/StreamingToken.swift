@@ -69,7 +69,8 @@ public struct StreamingToken: Sendable, Equatable {
         var text = Array(secret.utf8)
         while text.last == UInt8(ascii: "=") { text.removeLast() }
         let t = String(timestamp)
-        let p = Swift.max(Swift.min(position, text.count - 1), 2)
+        // At least 2 (as the SDKs do), never past the secret's end (a secret under 2 bytes, not a real one).
+        let p = Swift.min(Swift.max(Swift.min(position, text.count - 1), 2), text.count)
         func enc(_ n: Int64, _ width: Int) -> [UInt8] {
             let digits = Array(String(n).utf8)
             let padded = [UInt8](repeating: UInt8(ascii: "0"), count: Swift.max(0, width - digits.count)) + digits
