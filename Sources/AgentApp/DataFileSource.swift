@@ -47,7 +47,8 @@ struct DataFileSource: Service {
         var pending = initial
         var lastAttempt = ContinuousClock.now - retryInterval
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: pollInterval)
+            // Ends at once on a graceful shutdown (see TLSFileWatcher.run).
+            guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: pollInterval) })) != nil else { return }
             let current = FileFingerprint.of(path)
             if let environments = pending, ContinuousClock.now - lastAttempt >= retryInterval, current == last {
                 lastAttempt = .now

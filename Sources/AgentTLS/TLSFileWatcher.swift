@@ -15,7 +15,9 @@ public struct TLSFileWatcher: Service {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            // A graceful shutdown ends the wait at once: services stop one after another, so a watcher still
+            // sleeping would hold up those after it (a mesh leader's handover among them) by up to `interval`.
+            guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) != nil else { return }
             for context in contexts { check(context) }
         }
     }
