@@ -23,7 +23,10 @@ def main():
     ap.add_argument("--duration", type=float, default=600, help="soak: seconds of scenario 13 (default 600)")
     ap.add_argument("--profile", default="wan", help="soak: timing profile of scenario 13 (default wan)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs) even when all pass")
+    ap.add_argument("--mesh-tls", action="store_true", help="mutual TLS on every mesh link (ClusterTls*)")
     args = ap.parse_args()
+    if args.mesh_tls:
+        os.environ["FAULT_MESH_TLS"] = "1"  # read when fault.cluster is imported (by the scenarios, below)
 
     run_id = os.environ.get("FBX_RUN_ID") or f"fbx{os.getpid()}"
     rundir = Path(os.environ.get("FBX_RUN_DIR") or f"/tmp/{run_id}")
@@ -42,7 +45,9 @@ def main():
     t_all = time.monotonic()
     try:
         run.create()
-        print(f"# run {run_id}: namespaces {run_id}-{{br,sim,cli,n1..n5}}, logs in {rundir}", flush=True)
+        links = "mutual TLS" if args.mesh_tls else "plaintext"
+        print(f"# run {run_id}: namespaces {run_id}-{{br,sim,cli,n1..n5}}, mesh links {links}, logs in {rundir}",
+              flush=True)
         if args.what == "suite":
             from fault.scenarios import SCENARIOS, run_one
             baseline = {}

@@ -52,6 +52,7 @@ command -v ping >/dev/null || need="$need iputils-ping"
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need="$need faketime"
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need="$need libnetfilter-queue-dev"
 command -v gcc >/dev/null || need="$need gcc"
+command -v openssl >/dev/null || need="$need openssl"  # the mesh CA of --mesh-tls
 if [ -n "$need" ]; then
   echo "# installing:$need"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null \
