@@ -13,6 +13,9 @@ import Synchronization
 ///
 /// Prints one JSON line: connections, scheme, connect_seconds, agent_rss_before_kib, agent_rss_after_kib,
 /// rss_per_connection_kib (after minus before, over N, 5 s after the last data-sync answer).
+/// With IDLE_PING_SECONDS=S each socket sends the SDKs' ping every S s (at its own phase), as a real SDK does
+/// (the Python SDK: 10 s); the RSS after is then the mean of one sample a second over three ping periods, and
+/// agent_rss_max_kib their highest.
 func runIdleSockets(_ args: [String]) async throws {
     guard args.count == 6 || args.count == 7, let port = Int(args[1]), let n = Int(args[3]), let pid = Int32(args[4]),
           args[5] == "ws" || args[5] == "wss" else {
@@ -27,12 +30,14 @@ func runIdleSockets(_ args: [String]) async throws {
         tls = try NIOSSLContext(configuration: configuration)
     }
     let concurrency = Int(ProcessInfo.processInfo.environment["FANOUT_CONNECT_CONCURRENCY"] ?? "") ?? 200
+    let pingSeconds = Int(ProcessInfo.processInfo.environment["IDLE_PING_SECONDS"] ?? "") ?? 0
     let counts = IdleCounts()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let bootstrap = ClientBootstrap(group: group).channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
             if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
-            try channel.pipeline.syncOperations.addHandler(IdleSDKHandler(host: host, port: port, secret: secret, counts: counts))
+            try channel.pipeline.syncOperations.addHandler(IdleSDKHandler(
+                host: host, port: port, secret: secret, counts: counts, pingSeconds: pingSeconds))
         }
     }
     var channels: [any Channel] = []
@@ -57,16 +62,28 @@ func runIdleSockets(_ args: [String]) async throws {
     }
     let connectSeconds = ContinuousClock.now - start
     // Let the agent settle (receive buffers shrink, allocations return, idle TLS sockets give their buffer pages
-    // back after TLSIdlePages.defaultQuietTime, 2 s).
+    // back after TLSIdlePages.defaultQuietTime, 1 s).
     try await Task.sleep(for: .seconds(5))
-    let rssAfter = rssKiB(pid)
+    var samples = [rssKiB(pid)]
+    if pingSeconds > 0 {
+        samples = []
+        for _ in 0..<(3 * pingSeconds) {
+            try await Task.sleep(for: .seconds(1))
+            samples.append(rssKiB(pid))
+        }
+    }
+    let rssAfter = samples.reduce(0, +) / samples.count
     if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
-    let fields: [(String, String)] = [
+    var fields: [(String, String)] = [
         ("connections", "\(n)"), ("scheme", "\"\(scheme)\""),
         ("connect_seconds", String(format: "%.2f", Double(connectSeconds.components.seconds) + Double(connectSeconds.components.attoseconds) / 1e18)),
         ("agent_rss_before_kib", "\(rssBefore)"), ("agent_rss_after_kib", "\(rssAfter)"),
         ("rss_per_connection_kib", String(format: "%.2f", Double(rssAfter - rssBefore) / Double(max(n, 1)))),
     ]
+    if pingSeconds > 0 {
+        fields += [("ping_seconds", "\(pingSeconds)"), ("pong_reads", "\(counts.pongs.load(ordering: .relaxed))"),
+                   ("agent_rss_max_kib", "\(samples.max() ?? 0)")]
+    }
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
     for channel in channels { channel.close(promise: nil) }
     try await group.shutdownGracefully()
@@ -74,6 +91,7 @@ func runIdleSockets(_ args: [String]) async throws {
 
 final class IdleCounts: Sendable {
     let synced = Atomic<Int>(0)
+    let pongs = Atomic<Int>(0)
     let failure = Mutex<String?>(nil)
     func fail(_ reason: String) { failure.withLock { if $0 == nil { $0 = reason } } }
 }
@@ -90,12 +108,16 @@ final class IdleSDKHandler: ChannelInboundHandler {
     private let port: Int
     private let secret: String
     private let counts: IdleCounts
+    private let pingSeconds: Int
+    private var pinger: RepeatedTask?
+    static let ping = RawFanoutClient.maskedText(#"{"messageType":"ping","data":{}}"#)
 
-    init(host: String, port: Int, secret: String, counts: IdleCounts) {
+    init(host: String, port: Int, secret: String, counts: IdleCounts, pingSeconds: Int) {
         self.host = host
         self.port = port
         self.secret = secret
         self.counts = counts
+        self.pingSeconds = pingSeconds
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -109,7 +131,10 @@ final class IdleSDKHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard state != .synced else { return }
+        guard state != .synced else {
+            if pinger != nil { counts.pongs.add(1, ordering: .relaxed) }  // only pongs come while idle
+            return
+        }
         var incoming = unwrapInboundIn(data)
         pending.writeBuffer(&incoming)
         if state == .upgrading {
@@ -143,9 +168,19 @@ final class IdleSDKHandler: ChannelInboundHandler {
         state = .synced
         pending = ByteBuffer()
         counts.synced.add(1, ordering: .releasing)
+        if pingSeconds > 0 {
+            let channel = context.channel
+            let period = Int64(pingSeconds) * 1000
+            pinger = context.eventLoop.scheduleRepeatedTask(
+                initialDelay: .milliseconds(Int64.random(in: 0..<period)), delay: .milliseconds(period)
+            ) { _ in
+                channel.writeAndFlush(channel.allocator.buffer(bytes: IdleSDKHandler.ping), promise: nil)
+            }
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        pinger?.cancel()
         if state != .synced { counts.fail("a socket closed before its data-sync answer") }
     }
 
