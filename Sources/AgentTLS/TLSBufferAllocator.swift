@@ -44,10 +44,6 @@ public enum TLSBufferAllocator {
     /// Slots handed out and not yet given back, for tests and the benchmark.
     public static var slotsInUse: Int { SlotPools.shared.pools.reduce(0) { $0 + $1.inUse } }
 
-    /// Bytes of the slots' pages the kernel has resident (every slot handed out; a free slot has none), for tests and
-    /// the benchmark.
-    public static var residentBytes: Int { SlotPools.shared.pools.reduce(0) { $0 + $1.residentBytes } }
-
     /// The slot of the buffer whose bytes start at `address`, if it is one of the slots.
     static func ticket(for address: UnsafeRawPointer) -> SlotTicket? {
         let address = UInt(bitPattern: address)
@@ -144,18 +140,6 @@ final class SlotPool: Sendable {
         }
     }
 
-    /// Resident bytes of every slot opened so far (`mincore`).
-    var residentBytes: Int {
-        let opened = state.withLockedValue { $0.opened }
-        let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let bytes = opened * slotBytes
-        guard bytes > 0, let start = UnsafeMutableRawPointer(bitPattern: base) else { return 0 }
-        var vector = [UInt8](repeating: 0, count: bytes / pageBytes)
-        let result = vector.withUnsafeMutableBufferPointer { mincore(start, bytes, $0.baseAddress) }
-        guard result == 0 else { return 0 }
-        return vector.reduce(0) { $0 + Int($1 & 1) } * pageBytes
-    }
-
     private func index(of address: UInt) -> Int {
         Int((address - base) / UInt(slotBytes))
     }
@@ -189,15 +173,11 @@ final class SlotPool: Sendable {
 }
 
 /// One buffer's life in one slot (`SlotPool.ticket(for:)`).
-struct SlotTicket: Sendable, Equatable {
+struct SlotTicket: Sendable {
     let pool: SlotPool
     let slot: Int
     let generation: UInt32
 
     /// The slot's first byte.
     var address: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: pool.base + UInt(slot * pool.slotBytes))! }
-
-    static func == (lhs: SlotTicket, rhs: SlotTicket) -> Bool {
-        lhs.pool === rhs.pool && lhs.slot == rhs.slot && lhs.generation == rhs.generation
-    }
 }
