@@ -102,9 +102,9 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
     assert agent.proc.poll() is None
 
 
-def test_certificate_rotation_reaches_new_connections_and_keeps_open_sockets(tmp_path, start_agent):
-    ca = CA(tmp_path / "pki")
-    first, second, third = ca.issue("agent-first"), ca.issue("agent-second"), ca.issue("agent-third")
+def start_rotatable_tls_agent(tmp_path, start_agent, ca, first):
+    """An offline agent serving `first` (cert, key) from copies in tmp_path/live, which a test then replaces:
+    (agent, live cert path, live key path, data file)."""
     live = tmp_path / "live"
     live.mkdir()
     cert, key = live / "tls.crt", live / "tls.key"
@@ -113,6 +113,13 @@ def test_certificate_rotation_reaches_new_connections_and_keeps_open_sockets(tmp
     data_file = tmp_path / "dump.json"
     data_file.write_text(json.dumps(fake_data_set()))
     agent = start_tls_agent(start_agent, ca, cert, key, {"Mode": "offline", "DataFile": str(data_file)})
+    return agent, cert, key, data_file
+
+
+def test_certificate_rotation_reaches_new_connections_and_keeps_open_sockets(tmp_path, start_agent):
+    ca = CA(tmp_path / "pki")
+    first, second, third = ca.issue("agent-first"), ca.issue("agent-second"), ca.issue("agent-third")
+    agent, cert, key, data_file = start_rotatable_tls_agent(tmp_path, start_agent, ca, first)
     assert served_common_name(agent.port, ca) == "agent-first"
     old_socket = open_wss_sdk(agent, ca)
     client = wss_sdk_client(agent, ca)
@@ -149,14 +156,7 @@ def test_certificate_rotation_reaches_new_connections_and_keeps_open_sockets(tmp
 def test_sighup_checks_the_tls_files_at_once_and_never_stops_the_agent(tmp_path, start_agent):
     ca = CA(tmp_path / "pki")
     first, second = ca.issue("agent-first"), ca.issue("agent-second")
-    live = tmp_path / "live"
-    live.mkdir()
-    cert, key = live / "tls.crt", live / "tls.key"
-    shutil.copyfile(first[0], cert)
-    shutil.copyfile(first[1], key)
-    data_file = tmp_path / "dump.json"
-    data_file.write_text(json.dumps(fake_data_set()))
-    agent = start_tls_agent(start_agent, ca, cert, key, {"Mode": "offline", "DataFile": str(data_file)})
+    agent, cert, key, _ = start_rotatable_tls_agent(tmp_path, start_agent, ca, first)
     sdk = open_wss_sdk(agent, ca)
     try:
         # Unchanged files: the signal is logged and so is the check (only a SIGHUP logs an unchanged check).
