@@ -11,6 +11,9 @@ public enum AgentTLSContexts {
             var configuration = TLSConfiguration.makeServerConfiguration(
                 certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
             configuration.minimumTLSVersion = .tlsv12
+            // The application traffic secrets of each TLS 1.3 handshake, kept in memory until the connection leaves
+            // NIOSSL for TLS13RecordLayer (TLSIdlePages.swift); never written anywhere.
+            configuration.keyLogCallback = TLS13SecretLog.shared.callback
             return try PEMFiles.context(configuration, keyKey: "TlsKeyFile", keyPath: keyFile,
                                         certKey: "TlsCertFile", certPath: certFile)
         }

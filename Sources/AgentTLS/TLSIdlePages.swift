@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// Gives an idle TLS socket's buffer pages back to the kernel.
 ///
@@ -17,6 +18,10 @@ import NIOCore
 /// The ciphertext buffer's pages go only while the socket has no write queued (`bufferedWritableBytes` is 0): a queued
 /// write still points into it.
 ///
+/// With a `TLS13SecretLog` (the SDK port), a quiet TLS 1.3 connection goes further: NIOSSL is replaced by
+/// `TLS13RecordLayer`, which keeps only the connection's traffic keys (`TLS13OffloadTracker` tells when that is exact).
+/// NIOSSL's buffers, its action ring and BoringSSL's connection state are then freed.
+///
 /// All state lives on the channel's event loop; the release runs as its own task there, never inside NIOSSL's calls.
 public final class TLSIdlePages {
     /// Quiet time before the pages go: long enough that a burst of messages (a push, a ping and its pong) does not
@@ -34,9 +39,16 @@ public final class TLSIdlePages {
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var scheduled: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    /// Follows the records while NIOSSL is in charge, when this connection may leave it.
+    private var tracker: TLS13OffloadTracker?
+    /// A write has passed towards NIOSSL without a flush after it: NIOSSL holds it, so it must stay.
+    private var unflushedWrite = false
 
-    public init(quietTime: TimeAmount = TLSIdlePages.defaultQuietTime) {
+    /// - Parameter offload: the key log of the context this connection's handshake uses; with it, a quiet TLS 1.3
+    ///   connection leaves NIOSSL for `TLS13RecordLayer`.
+    public init(quietTime: TimeAmount = TLSIdlePages.defaultQuietTime, offload: TLS13SecretLog? = nil) {
         self.quietTime = quietTime
+        self.tracker = offload.map { TLS13OffloadTracker(log: $0) }
     }
 
     /// The handler to add before `NIOSSLHandler` (on the socket's side of it).
@@ -78,6 +90,7 @@ public final class TLSIdlePages {
             schedule(in: quietTime - quietFor)
             return
         }
+        if offloadIfReady(context) { return }
         if let ticket = plaintext {
             ticket.pool.release(ticket)
             plaintext = nil
@@ -94,11 +107,41 @@ public final class TLSIdlePages {
         }
     }
 
+    /// Replaces NIOSSL (and the handlers around it) with `TLS13RecordLayer` when the tracker knows the record layer's
+    /// exact state and nothing is held in NIOSSL or queued on the socket. The handlers go in one go on the event loop,
+    /// between reads, so no byte passes while the pipeline changes.
+    private func offloadIfReady(_ context: ChannelHandlerContext) -> Bool {
+        guard let keys = tracker?.handover, !unflushedWrite else { return false }
+        let queued = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? nil
+        guard queued == 0 else { return false }
+        let pipeline = context.pipeline.syncOperations
+        guard let ssl = try? pipeline.handler(type: NIOSSLHandler.self), ssl.tlsVersion == .tlsv13,
+              let sslContext = try? pipeline.context(handlerType: NIOSSLHandler.self) else { return false }
+        do {
+            try pipeline.addHandler(TLS13RecordLayer(read: keys.read, write: keys.write), position: .after(context.handler))
+        } catch {
+            return false
+        }
+        pipeline.removeHandler(context: sslContext, promise: nil)
+        if let plaintextSide = try? pipeline.context(handlerType: PlaintextSide.self) {
+            pipeline.removeHandler(context: plaintextSide, promise: nil)
+        }
+        if let chunker = try? pipeline.context(handlerType: TLSWriteChunker.self) {
+            pipeline.removeHandler(context: chunker, promise: nil)
+        }
+        // NIOSSL's buffers are gone with it; nothing else needs the slots.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.allocator, value: ByteBufferAllocator())
+        pipeline.removeHandler(context: context, promise: nil)
+        return true
+    }
+
     private func attach(_ context: ChannelHandlerContext) {
         self.context = context
     }
 
     private func detach() {
+        tracker?.finish()
+        tracker = nil
         scheduled?.cancel()
         scheduled = nil
         context = nil
@@ -133,18 +176,22 @@ public final class TLSIdlePages {
 
         public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             pages.activity()
+            if pages.tracker != nil { pages.tracker!.inbound(unwrapInboundIn(data)) }
             context.fireChannelRead(data)
         }
 
         public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-            pages.activity(ciphertext: unwrapOutboundIn(data))
+            let buffer = unwrapOutboundIn(data)
+            pages.activity(ciphertext: buffer)
+            if pages.tracker != nil { pages.tracker!.outbound(buffer) }
             context.write(data, promise: promise)
         }
     }
 
-    public final class PlaintextSide: ChannelInboundHandler, RemovableChannelHandler {
+    public final class PlaintextSide: ChannelDuplexHandler, RemovableChannelHandler {
         public typealias InboundIn = ByteBuffer
         public typealias InboundOut = ByteBuffer
+        public typealias OutboundIn = NIOAny
 
         private let pages: TLSIdlePages
         /// Copies come from malloc: the slots are for NIOSSL's own buffers.
@@ -160,6 +207,16 @@ public final class TLSIdlePages {
             var copy = allocator.buffer(capacity: buffer.readableBytes)
             copy.writeImmutableBuffer(buffer)
             context.fireChannelRead(wrapInboundOut(copy))
+        }
+
+        public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            pages.unflushedWrite = true
+            context.write(data, promise: promise)
+        }
+
+        public func flush(context: ChannelHandlerContext) {
+            pages.unflushedWrite = false
+            context.flush()
         }
     }
 }

@@ -5,7 +5,7 @@ import NIOCore
 /// ciphertext buffer per connection and keeps that buffer's capacity for the connection's life; without this, every
 /// SDK socket kept a buffer as large as the full data set it was sent at connect (170 KiB per idle socket with a
 /// 129 KB data set; 62.6 KiB with this handler). Flushing earlier changes nothing on the wire but when bytes leave.
-public final class TLSWriteChunker: ChannelOutboundHandler, Sendable {
+public final class TLSWriteChunker: ChannelOutboundHandler, RemovableChannelHandler, Sendable {
     public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 

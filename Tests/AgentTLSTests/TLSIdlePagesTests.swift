@@ -15,7 +15,7 @@ import Testing
     static let quiet = TimeAmount.milliseconds(300)
 
     @Test func aQuietSocketKeepsNoBufferPageAndItsMessagesStayWhole() async throws {
-        try await withEchoServer { server in
+        try await Self.withEchoServer { server in
             let client = try await TLSTestClient.connect(port: server.port, pki: server.pki)
             defer { client.close() }
             var sizes = [5, 1_000, 20_000, 3, 70_000]
@@ -36,7 +36,7 @@ import Testing
 
     /// The control: a socket that has not been quiet long enough keeps a page of each buffer.
     @Test func beforeTheQuietTimeTheBufferPagesStay() async throws {
-        try await withEchoServer(quiet: .hours(1)) { server in
+        try await Self.withEchoServer(quiet: .hours(1)) { server in
             let client = try await TLSTestClient.connect(port: server.port, pki: server.pki)
             defer { client.close() }
             let message = Self.pattern(count: 100, seed: 1)
@@ -49,7 +49,7 @@ import Testing
     }
 
     @Test func aSlowReaderStillGetsEveryByteItHasNotReadYet() async throws {
-        try await withEchoServer { server in
+        try await Self.withEchoServer { server in
             let client = try await TLSTestClient.connect(port: server.port, pki: server.pki, smallBuffers: true)
             defer { client.close() }
             #expect(try await client.roundTrip([1, 2, 3]) == [1, 2, 3], "handshake done")
@@ -106,14 +106,18 @@ import Testing
     }
 
     /// A TLS echo server set up as the agent's SDK port is: slot buffers, idle pages, write chunks.
-    func withEchoServer(quiet: TimeAmount = Self.quiet, _ body: (EchoServer) async throws -> Void) async throws {
+    /// With `offload`, the server's context logs its secrets there and quiet TLS 1.3 connections leave NIOSSL.
+    static func withEchoServer(quiet: TimeAmount = Self.quiet, offload: TLS13SecretLog? = nil,
+                               _ body: (EchoServer) async throws -> Void) async throws {
         var pki = try TestPKI()
         defer { pki.remove() }
         let leaf = try pki.issue("server")
-        let context = try NIOSSLContext(configuration: .makeServerConfiguration(
+        var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(leaf.cert).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: leaf.key, format: .pem))
-        ))
+        )
+        configuration.keyLogCallback = offload?.callback
+        let context = try NIOSSLContext(configuration: configuration)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let accepted = NIOLockedValueBox<[(channel: any Channel, pages: NIOLoopBound<TLSIdlePages>)]>([])
         let listener = try await ServerBootstrap(group: group)
@@ -122,7 +126,7 @@ import Testing
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.syncOptions?.setOption(.allocator, value: TLSBufferAllocator.allocator)
-                    let pages = TLSIdlePages(quietTime: quiet)
+                    let pages = TLSIdlePages(quietTime: quiet, offload: offload)
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(pages.networkSide)
                     try operations.addHandler(NIOSSLServerHandler(context: context))
@@ -165,32 +169,39 @@ final class TLSTestClient: Sendable {
     let channel: any Channel
     let group: MultiThreadedEventLoopGroup
     let received: NIOLockedValueBox<[UInt8]>
+    /// The errors the client's pipeline saw (NIOSSL's among them).
+    let errors: NIOLockedValueBox<[String]>
 
-    init(channel: any Channel, group: MultiThreadedEventLoopGroup, received: NIOLockedValueBox<[UInt8]>) {
+    init(channel: any Channel, group: MultiThreadedEventLoopGroup, received: NIOLockedValueBox<[UInt8]>,
+         errors: NIOLockedValueBox<[String]>) {
         self.channel = channel
         self.group = group
         self.received = received
+        self.errors = errors
     }
 
-    static func connect(port: Int, pki: TestPKI, smallBuffers: Bool = false) async throws -> TLSTestClient {
+    static func connect(port: Int, pki: TestPKI, smallBuffers: Bool = false,
+                        maximumTLSVersion: TLSVersion? = nil) async throws -> TLSTestClient {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.trustRoots = .file(pki.caCert)
+        configuration.maximumTLSVersion = maximumTLSVersion
         let context = try NIOSSLContext(configuration: configuration)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let received = NIOLockedValueBox<[UInt8]>([])
+        let errors = NIOLockedValueBox<[String]>([])
         var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
-                    try channel.pipeline.syncOperations.addHandler(Collector(received: received))
+                    try channel.pipeline.syncOperations.addHandler(Collector(received: received, errors: errors))
                 }
             }
         if smallBuffers {
             bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: 4096)
         }
         let channel = try await bootstrap.connect(host: "127.0.0.1", port: port).get()
-        return TLSTestClient(channel: channel, group: group, received: received)
+        return TLSTestClient(channel: channel, group: group, received: received, errors: errors)
     }
 
     func send(_ bytes: [UInt8]) {
@@ -225,14 +236,21 @@ final class TLSTestClient: Sendable {
     final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let received: NIOLockedValueBox<[UInt8]>
+        let errors: NIOLockedValueBox<[String]>
 
-        init(received: NIOLockedValueBox<[UInt8]>) {
+        init(received: NIOLockedValueBox<[UInt8]>, errors: NIOLockedValueBox<[String]>) {
             self.received = received
+            self.errors = errors
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
             received.withLockedValue { $0 += buffer.readableBytesView }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            errors.withLockedValue { $0.append("\(error)") }
+            context.fireErrorCaught(error)
         }
     }
 }

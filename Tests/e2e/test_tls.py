@@ -60,6 +60,16 @@ def wss_sdk_client(agent, ca):
     return FBClient(config, start_wait=10)
 
 
+def offloaded_connections(agent):
+    """featbit_agent_tls_connections_offloaded_total: TLS 1.3 connections moved off NIOSSL (TLS13RecordLayer)."""
+    status, body = agent.request("GET", "/metrics")
+    assert status == 200
+    for line in body.splitlines():
+        if line.startswith("featbit_agent_tls_connections_offloaded_total"):
+            return int(float(line.split()[-1]))
+    return 0
+
+
 def replace_file(source, target):
     """Atomically replaces `target` with a copy of `source` (how a secret volume or an ACME client rotates)."""
     staging = target.with_name(target.name + ".new")
@@ -79,9 +89,10 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
     try:
         assert client.initialize
         assert client.variation("returns-true", TESTER, None) is True
-        # Quiet for longer than TLSIdlePages' 1 s: the socket's TLS buffer pages have been given back, and the push
-        # that follows must still arrive whole.
+        # Quiet for longer than TLSIdlePages' 1 s: the socket (TLS 1.3) has left NIOSSL for the agent's record layer,
+        # and the push that follows must still arrive whole.
         time.sleep(2.5)
+        assert offloaded_connections(agent) >= 1
         data_file.write_text(json.dumps(fake_data_set(set_enabled("returns-true", False, "2024-06-01T00:00:00.000Z"))))
         assert wait_until(lambda: client.variation("returns-true", TESTER, None) is False, timeout=5)
     finally:
@@ -99,6 +110,66 @@ def test_the_python_sdk_works_over_wss_and_plaintext_on_the_tls_port_is_refused(
             ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
     assert wait_until(lambda: agent.read_stderr().count('"tls-handshake-failed"') >= 2, timeout=5)
     assert agent.request("GET", "/health/liveness") == (200, "Healthy")
+    assert agent.proc.poll() is None
+
+
+def openssl_session(agent, ca, options, steps, timeout=20):
+    """Runs `openssl s_client` against the agent with `options`; `steps` are (stdin line, seconds to wait after).
+    Answers everything it printed (with -msg: every TLS message in and out)."""
+    proc = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{agent.port}", "-CAfile", str(ca.cert),
+                             "-crlf", "-msg", *options],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+        for line, wait in steps:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            time.sleep(wait)
+        proc.stdin.close()  # s_client then sends close_notify and ends
+        proc.wait(timeout=timeout)
+        return proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+LIVENESS = "GET /health/liveness HTTP/1.1\nHost: agent"
+
+
+def test_quiet_tls13_connections_leave_niossl_with_every_cipher_suite_and_key_update(tmp_path, start_agent):
+    """Another TLS stack (OpenSSL's s_client) against the agent's own TLS 1.3 record layer: each of the three TLS 1.3
+    suites, a KeyUpdate both ways once the connection has left NIOSSL, and the connections that must stay with
+    NIOSSL (TLS 1.2; a KeyUpdate before the quiet time)."""
+    ca = CA(tmp_path / "pki")
+    cert, key = ca.issue("agent")
+    data_file = tmp_path / "dump.json"
+    data_file.write_text(json.dumps(fake_data_set()))
+    agent = start_tls_agent(start_agent, ca, cert, key, {"Mode": "offline", "DataFile": str(data_file)})
+    before = offloaded_connections(agent)
+    for suite in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]:
+        out = openssl_session(agent, ca, ["-ciphersuites", suite], [
+            (LIVENESS + "\n", 2.5),      # answered by NIOSSL, then quiet: the connection leaves it
+            (LIVENESS + "\n", 0.5),      # answered by TLS13RecordLayer
+            ("K", 0.5),                  # KeyUpdate, update_requested: the agent must answer with its own
+            (LIVENESS + "\n", 0.5),
+            ("k", 0.5),                  # KeyUpdate, not requested
+            (LIVENESS + "\n", 0.5),
+        ])
+        assert f"Cipher is {suite}" in out, out
+        assert out.count("Healthy") == 4, out
+        assert "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in out, "the agent answered the requested KeyUpdate"
+        assert "alert" not in out.lower() or "close_notify" in out.lower(), out
+        after = offloaded_connections(agent)
+        assert after == before + 1, f"{suite}: the connection left NIOSSL"
+        before = after
+
+    # TLS 1.2 and a connection that updated its keys before the quiet time stay with NIOSSL, and work as ever.
+    out = openssl_session(agent, ca, ["-tls1_2"], [(LIVENESS + "\n", 2.5), (LIVENESS + "\n", 0.5)])
+    assert "New, TLSv1.2" in out and out.count("Healthy") == 2, out
+    out = openssl_session(agent, ca, [], [(LIVENESS + "\n", 0.3), ("K", 0.3), (LIVENESS + "\n", 2.5), (LIVENESS + "\n", 0.5)])
+    assert out.count("Healthy") == 3, out
+    assert offloaded_connections(agent) == before
     assert agent.proc.poll() is None
 
 

@@ -46,8 +46,9 @@ public struct AgentChildChannel: ServerChildChannel, HTTPChannelHandler {
                 // TLS first: a plaintext request or a failed handshake is logged and closed before HTTP sees a byte.
                 // NIOSSL's per-connection buffers come from untouched pages (TLSBufferAllocator.swift).
                 try channel.syncOptions?.setOption(ChannelOptions.allocator, value: TLSBufferAllocator.allocator)
-                // ... and an idle socket gives their pages back (TLSIdlePages.swift).
-                let idlePages = TLSIdlePages()
+                // ... and an idle socket gives their pages back; a quiet TLS 1.3 connection leaves NIOSSL for a record
+                // layer that keeps only its keys (TLSIdlePages.swift).
+                let idlePages = TLSIdlePages(offload: .shared)
                 try channel.pipeline.syncOperations.addHandler(idlePages.networkSide)
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current))
                 try channel.pipeline.syncOperations.addHandler(idlePages.plaintextSide)

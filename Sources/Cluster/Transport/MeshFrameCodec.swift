@@ -1,3 +1,4 @@
+import AgentCore
 import Foundation
 import NIOCore
 
@@ -167,7 +168,7 @@ public enum MeshFrameError: Error, Hashable, CustomStringConvertible {
         }
     }
 
-    private func hex(_ byte: UInt8) -> String { "0x" + MeshHex.encode([byte]) }
+    private func hex(_ byte: UInt8) -> String { "0x" + Hex.encode([byte]) }
 }
 
 /// Reads `u32 BE headerLength | header JSON | body` from a frame payload.

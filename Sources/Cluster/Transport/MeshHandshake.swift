@@ -1,3 +1,4 @@
+import AgentCore
 import Crypto
 import NIOCore
 
@@ -69,7 +70,7 @@ struct MeshHandshake {
         self.expectedPeer = expectedPeer
         self.hello = MeshHello(proto: Self.protocolVersion, clusterId: identity.clusterId, nodeId: identity.nodeId,
                                incarnation: identity.incarnation, voters: identity.voters.sorted(),
-                               nonce: MeshHex.encode(nonce), bulk: role == .dialer && bulk)
+                               nonce: Hex.encode(nonce), bulk: role == .dialer && bulk)
         self.state = .awaitingHello
     }
 
@@ -109,7 +110,7 @@ struct MeshHandshake {
                 return refuse(reason, peer: peerHello.nodeId)
             }
             state = .awaitingAuth(peerHello)
-            return .sendAuth(MeshAuth(hmac: MeshHex.encode(proof(peerHello: peerHello, sender: role))))
+            return .sendAuth(MeshAuth(hmac: Hex.encode(proof(peerHello: peerHello, sender: role))))
 
         case .awaitingAuth(let peerHello):
             guard frame.type == MeshFrame.authType else {
@@ -124,7 +125,7 @@ struct MeshHandshake {
             }
             let expected = proofInput(peerHello: peerHello, sender: role.other)
             // Constant-time comparison (swift-crypto), also for a proof of the wrong length or not hex at all.
-            guard let presented = MeshHex.decode(auth.hmac),
+            guard let presented = Hex.decode(auth.hmac),
                   HMAC<SHA256>.isValidAuthenticationCode(presented, authenticating: expected, using: key)
             else { return refuse("wrong proof (AUTH)", peer: peerHello.nodeId) }
             state = .established(peerHello)
@@ -145,7 +146,7 @@ struct MeshHandshake {
         if peer.nodeId == identity.nodeId { return "peer claims this node's own id" }
         if let expectedPeer, peer.nodeId != expectedPeer { return "dialed \(expectedPeer) but reached \(peer.nodeId)" }
         if !identity.peers.contains(peer.nodeId) { return "unknown node id" }
-        if !MeshHex.isLowercase(peer.nonce, byteCount: Self.nonceBytes) { return "invalid nonce" }
+        if !Hex.isLowercase(peer.nonce, byteCount: Self.nonceBytes) { return "invalid nonce" }
         if peer.nonce == hello.nonce { return "nonce reflected" }
         return nil
     }

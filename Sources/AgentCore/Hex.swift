@@ -1,8 +1,8 @@
-/// Lower-case hex, for the handshake's nonces and proofs.
-enum MeshHex {
+/// Lower-case hex: the mesh handshake's nonces and proofs, the TLS key log's randoms and secrets.
+public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.underestimatedCount * 2)
         for byte in bytes {
@@ -13,7 +13,7 @@ enum MeshHex {
     }
 
     /// The bytes of a lower- or upper-case hex string; nil for an odd length or a non-hex character.
-    static func decode(_ text: String) -> [UInt8]? {
+    public static func decode(_ text: String) -> [UInt8]? {
         let utf8 = Array(text.utf8)
         guard utf8.count % 2 == 0 else { return nil }
         var out: [UInt8] = []
@@ -28,7 +28,7 @@ enum MeshHex {
     }
 
     /// Whether `text` is exactly `byteCount` bytes of lower-case hex.
-    static func isLowercase(_ text: String, byteCount: Int) -> Bool {
+    public static func isLowercase(_ text: String, byteCount: Int) -> Bool {
         text.utf8.count == byteCount * 2
             && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
     }
