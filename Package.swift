@@ -204,7 +204,11 @@ let package = Package(
         // instrumentation; in other builds the executable is a stub).
         .executableTarget(
             name: "FeatBitFuzz",
-            dependencies: ["AgentCore", "Cluster", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "AgentCore", "Cluster", "AgentTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         // What the in-process server test suites share (starting a server on a free port, HTTP requests).
         .target(

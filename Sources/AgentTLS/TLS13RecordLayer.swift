@@ -29,7 +29,8 @@ public final class TLS13RecordLayer: ChannelDuplexHandler, RemovableChannelHandl
     private var outputClosed = false
     private var failed = false
     /// Buffers from malloc: the channel's allocator keeps its slots for NIOSSL.
-    private let allocator = ByteBufferAllocator()
+    private static let allocator = ByteBufferAllocator()
+    private var allocator: ByteBufferAllocator { Self.allocator }
 
     init(read: TLS13TrafficKey, write: TLS13TrafficKey) {
         self.read = read

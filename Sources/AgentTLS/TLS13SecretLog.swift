@@ -13,15 +13,25 @@ public final class TLS13SecretLog: Sendable {
     public struct Secrets: Sendable {
         public var client: [UInt8]?
         public var server: [UInt8]?
+        var logged = ContinuousClock.now
     }
 
     /// Beyond this many handshakes not yet claimed, new secrets are dropped: those connections stay on NIOSSL.
     let capacity: Int
-    private let entries: Mutex<[[UInt8]: Secrets]>
+    /// Secrets no connection claimed within this time are dropped. A connection claims its secrets within a round
+    /// trip of its handshake, and forgets them when it closes or stops following its records; this bounds what a
+    /// client that never lets the agent read its ClientHello random (so nothing can forget it) leaves behind.
+    let unclaimedLifetime: Duration
+    private struct State {
+        var entries: [[UInt8]: Secrets] = [:]
+        var lastSweep = ContinuousClock.now
+    }
+    private let state: Mutex<State>
 
-    init(capacity: Int = 65_536) {
+    init(capacity: Int = 65_536, unclaimedLifetime: Duration = .seconds(60)) {
         self.capacity = capacity
-        self.entries = Mutex([:])
+        self.unclaimedLifetime = unclaimedLifetime
+        self.state = Mutex(State())
     }
 
     /// The callback to set as `TLSConfiguration.keyLogCallback`.
@@ -43,25 +53,37 @@ public final class TLS13SecretLog: Sendable {
         }
         guard let random = Hex.decode(String(fields[1])), random.count == 32,
               let secret = Hex.decode(String(fields[2])), secret.count == 32 || secret.count == 48 else { return }
-        entries.withLock { entries in
-            guard entries[random] != nil || entries.count < capacity else { return }
-            if isClient { entries[random, default: Secrets()].client = secret } else { entries[random, default: Secrets()].server = secret }
+        let now = ContinuousClock.now
+        state.withLock { state in
+            if state.entries[random] == nil {
+                // Sweep what nobody claimed, at most once per lifetime, when a new handshake arrives.
+                if now - state.lastSweep >= unclaimedLifetime {
+                    state.lastSweep = now
+                    state.entries = state.entries.filter { now - $0.value.logged < unclaimedLifetime }
+                }
+                guard state.entries.count < capacity else { return }
+            }
+            if isClient {
+                state.entries[random, default: Secrets()].client = secret
+            } else {
+                state.entries[random, default: Secrets()].server = secret
+            }
         }
     }
 
     /// Both secrets of the handshake with this ClientHello random, removed from the log; nil until both are there.
     func take(random: [UInt8]) -> (client: [UInt8], server: [UInt8])? {
-        entries.withLock { entries in
-            guard let found = entries[random], let client = found.client, let server = found.server else { return nil }
-            entries[random] = nil
+        state.withLock { state in
+            guard let found = state.entries[random], let client = found.client, let server = found.server else { return nil }
+            state.entries[random] = nil
             return (client, server)
         }
     }
 
     /// Forgets the handshake with this random (its connection closed or left TLS 1.3 offload).
     func forget(random: [UInt8]) {
-        _ = entries.withLock { $0.removeValue(forKey: random) }
+        _ = state.withLock { $0.entries.removeValue(forKey: random) }
     }
 
-    var count: Int { entries.withLock { $0.count } }
+    var count: Int { state.withLock { $0.entries.count } }
 }

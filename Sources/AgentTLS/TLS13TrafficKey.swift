@@ -70,28 +70,44 @@ public enum TLS13RecordError: Error, Equatable, CustomStringConvertible {
 
 /// One direction's traffic protection of an established TLS 1.3 connection: the secret (for KeyUpdate), the key and
 /// IV derived from it, and the record sequence number (RFC 8446 §5.2-5.3, §7.2-7.3).
+///
+/// The three are kept inline (no allocation of their own), since an idle SDK socket holds two of these for its life;
+/// the `SymmetricKey` is made for each record.
 struct TLS13TrafficKey {
     static let maxPlaintext = 16_384
     /// Ciphertext may exceed the plaintext limit by 256 bytes (content type, padding, tag).
     static let maxCiphertext = maxPlaintext + 256
+    private static let keyOffset = 48
+    private static let ivOffset = 80
 
     let cipher: TLS13Cipher
-    private(set) var secret: [UInt8]
-    private var key: SymmetricKey
-    private var iv: [UInt8]
+    /// The secret at 0 (32 or 48 bytes), the key at 48 (16 or 32), the IV at 80 (12).
+    private var material = InlineArray<92, UInt8>(repeating: 0)
+    private let secretBytes: UInt8
     private(set) var sequence: UInt64
 
     init(cipher: TLS13Cipher, secret: [UInt8], sequence: UInt64 = 0) {
         self.cipher = cipher
-        self.secret = secret
-        self.key = SymmetricKey(data: cipher.expandLabel(secret: secret, label: "key", length: cipher.keyBytes))
-        self.iv = cipher.expandLabel(secret: secret, label: "iv", length: 12)
+        self.secretBytes = UInt8(secret.count)
         self.sequence = sequence
+        let key = cipher.expandLabel(secret: secret, label: "key", length: cipher.keyBytes)
+        let iv = cipher.expandLabel(secret: secret, label: "iv", length: 12)
+        for (index, byte) in secret.prefix(Self.keyOffset).enumerated() { material[index] = byte }
+        for (index, byte) in key.enumerated() { material[Self.keyOffset + index] = byte }
+        for (index, byte) in iv.enumerated() { material[Self.ivOffset + index] = byte }
+    }
+
+    var secret: [UInt8] { material.span.withUnsafeBytes { Array($0.prefix(Int(secretBytes))) } }
+
+    private var key: SymmetricKey {
+        material.span.withUnsafeBytes { bytes in
+            SymmetricKey(data: UnsafeRawBufferPointer(rebasing: bytes[Self.keyOffset..<(Self.keyOffset + cipher.keyBytes)]))
+        }
     }
 
     /// The next generation of this direction's secret (after a KeyUpdate), with the sequence back at 0.
     mutating func update() {
-        self = TLS13TrafficKey(cipher: cipher, secret: cipher.expandLabel(secret: secret, label: "traffic upd", length: secret.count))
+        self = TLS13TrafficKey(cipher: cipher, secret: cipher.expandLabel(secret: secret, label: "traffic upd", length: Int(secretBytes)))
     }
 
     /// A record passed that someone else protected or opened (NIOSSL, while it was in charge).
@@ -100,7 +116,7 @@ struct TLS13TrafficKey {
     }
 
     private func nonce() -> [UInt8] {
-        var nonce = iv
+        var nonce = material.span.withUnsafeBytes { Array($0[Self.ivOffset..<(Self.ivOffset + 12)]) }
         for index in 0..<8 {
             nonce[11 - index] ^= UInt8(truncatingIfNeeded: sequence >> (8 * UInt64(index)))
         }
@@ -155,6 +171,9 @@ struct TLS13TrafficKey {
         // TLSInnerPlaintext: content, the real content type, then zero padding.
         guard let typeIndex = plain.lastIndex(where: { $0 != 0 }) else {
             throw TLS13RecordError.unexpectedMessage("record with no content type")
+        }
+        guard typeIndex - plain.startIndex <= Self.maxPlaintext else {
+            throw TLS13RecordError.recordOverflow(typeIndex - plain.startIndex)
         }
         sequence += 1
         return (plain[typeIndex], Array(plain[plain.startIndex..<typeIndex]))

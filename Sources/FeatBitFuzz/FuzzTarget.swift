@@ -18,6 +18,7 @@ struct FuzzTarget: Sendable {
         FuzzTarget(name: "mesh-handshake", run: MeshHandshakeFuzz.run),
         FuzzTarget(name: "configuration", run: ConfigurationFuzz.run),
         FuzzTarget(name: "api-body", run: APIBodyFuzz.run),
+        FuzzTarget(name: "tls-record", run: TLSRecordFuzz.run),
     ]
 }
 

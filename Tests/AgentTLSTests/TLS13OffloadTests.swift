@@ -157,6 +157,18 @@ import Testing
         #expect(log.count == 1)
     }
 
+    /// Secrets nobody claimed (a client whose ClientHello the agent never read whole) do not stay for good.
+    @Test func unclaimedSecretsAreDroppedAfterTheirLifetime() async throws {
+        let log = TLS13SecretLog(capacity: 100, unclaimedLifetime: .milliseconds(50))
+        let secret = String(repeating: "01", count: 32)
+        log.record(ByteBuffer(string: "CLIENT_TRAFFIC_SECRET_0 \(String(repeating: "0a", count: 32)) \(secret)\n"))
+        try await Task.sleep(for: .milliseconds(80))
+        log.record(ByteBuffer(string: "CLIENT_TRAFFIC_SECRET_0 \(String(repeating: "0b", count: 32)) \(secret)\n"))
+        #expect(log.count == 1, "the old entry went when the next handshake arrived")
+        log.record(ByteBuffer(string: "SERVER_TRAFFIC_SECRET_0 \(String(repeating: "0b", count: 32)) \(secret)\n"))
+        #expect(log.take(random: [UInt8](repeating: 0x0B, count: 32)) != nil)
+    }
+
     /// Protect and open agree, the sequence and a KeyUpdate move both sides alike, and a record opened under the wrong
     /// sequence, key or header does not open.
     @Test func aTrafficKeyOpensOnlyWhatTheSameKeyAtTheSameSequenceSealed() throws {
