@@ -44,13 +44,13 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count - 1)).rounded()))]
 }
 
-func trigger(method: String, url: String, auth: String, body: ByteBuffer) async throws {
+func trigger(method: String, url: String, auth: String, body: ByteBuffer, client: HTTPClient = .shared) async throws {
     var request = HTTPClientRequest(url: url)
     request.method = HTTPMethod(rawValue: method)
     if auth != "none" { request.headers.add(name: "Authorization", value: auth) }
     request.headers.add(name: "Content-Type", value: "application/json")
     request.body = .bytes(body)
-    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let response = try await client.execute(request, timeout: .seconds(30))
     _ = try await response.body.collect(upTo: 1 << 20)
     guard (200..<300).contains(response.status.code) else {
         throw BenchError("\(method) \(url) answered \(response.status)")

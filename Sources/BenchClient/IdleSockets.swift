@@ -3,6 +3,7 @@
 // wss), the upgrade written and the 101 and first frame parsed by hand; the same client dials both schemes, so the
 // two figures differ only by what TLS costs the agent.
 import AgentCore
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOPosix
@@ -16,6 +17,9 @@ import Synchronization
 /// With IDLE_PING_SECONDS=S each socket sends the SDKs' ping every S s (at its own phase), as a real SDK does
 /// (the Python SDK: 10 s); the RSS after is then the mean of one sample a second over three ping periods, and
 /// agent_rss_max_kib their highest.
+/// With IDLE_PUSH_URL (the bootstrap endpoint), IDLE_PUSH_AUTH and IDLE_PUSH_FILE (a change to post; not with pings),
+/// after the RSS one change is posted and timed to every socket: push_p50_ms, push_p99_ms, push_max_ms from the post
+/// to each socket's first byte of the push, and agent_cpu_ms, the CPU the agent used from the post to the last.
 func runIdleSockets(_ args: [String]) async throws {
     guard args.count == 6 || args.count == 7, let port = Int(args[1]), let n = Int(args[3]), let pid = Int32(args[4]),
           args[5] == "ws" || args[5] == "wss" else {
@@ -74,6 +78,31 @@ func runIdleSockets(_ args: [String]) async throws {
     }
     let rssAfter = samples.reduce(0, +) / samples.count
     if let reason = counts.failure.withLock({ $0 }) { throw BenchError(reason) }
+    let environment = ProcessInfo.processInfo.environment
+    var pushFields: [(String, String)] = []
+    if pingSeconds == 0, let url = environment["IDLE_PUSH_URL"], let auth = environment["IDLE_PUSH_AUTH"],
+       let file = environment["IDLE_PUSH_FILE"] {
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        if args.count == 7 { tlsConfiguration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(args[6])) }
+        tlsConfiguration.certificateVerification = .noHostnameVerification
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tlsConfiguration))
+        let body = ByteBuffer(bytes: try Data(contentsOf: URL(fileURLWithPath: file)))
+        let cpuBefore = cpuNanos("\(pid)")
+        counts.pushStart.store(monotonicNanos(), ordering: .releasing)
+        try await trigger(method: "POST", url: url, auth: auth, body: body, client: http)
+        let pushDeadline = ContinuousClock.now + .seconds(60)
+        while counts.arrivals.withLock({ $0.count }) < n && ContinuousClock.now < pushDeadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        let cpu = cpuNanos("\(pid)").subtractingSaturated(cpuBefore)
+        try await http.shutdown()
+        let arrivals = counts.arrivals.withLock { $0 }.map { Double($0) / 1e6 }.sorted()
+        guard arrivals.count == n else { throw BenchError("the push reached \(arrivals.count) of \(n) sockets in 60 s") }
+        pushFields = [("push_p50_ms", String(format: "%.1f", percentile(arrivals, 50))),
+                      ("push_p99_ms", String(format: "%.1f", percentile(arrivals, 99))),
+                      ("push_max_ms", String(format: "%.1f", arrivals.last ?? 0)),
+                      ("agent_cpu_ms", String(format: "%.1f", Double(cpu) / 1e6))]
+    }
     var fields: [(String, String)] = [
         ("connections", "\(n)"), ("scheme", "\"\(scheme)\""),
         ("connect_seconds", String(format: "%.2f", Double(connectSeconds.components.seconds) + Double(connectSeconds.components.attoseconds) / 1e18)),
@@ -84,6 +113,7 @@ func runIdleSockets(_ args: [String]) async throws {
         fields += [("ping_seconds", "\(pingSeconds)"), ("pong_reads", "\(counts.pongs.load(ordering: .relaxed))"),
                    ("agent_rss_max_kib", "\(samples.max() ?? 0)")]
     }
+    fields += pushFields
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
     for channel in channels { channel.close(promise: nil) }
     try await group.shutdownGracefully()
@@ -92,6 +122,9 @@ func runIdleSockets(_ args: [String]) async throws {
 final class IdleCounts: Sendable {
     let synced = Atomic<Int>(0)
     let pongs = Atomic<Int>(0)
+    /// When the push was posted (monotonic ns; 0 before), and how long after it each socket saw its first byte.
+    let pushStart = Atomic<UInt64>(0)
+    let arrivals = Mutex<[UInt64]>([])
     let failure = Mutex<String?>(nil)
     func fail(_ reason: String) { failure.withLock { if $0 == nil { $0 = reason } } }
 }
@@ -110,6 +143,7 @@ final class IdleSDKHandler: ChannelInboundHandler {
     private let counts: IdleCounts
     private let pingSeconds: Int
     private var pinger: RepeatedTask?
+    private var pushSeen = false
     static let ping = RawFanoutClient.maskedText(#"{"messageType":"ping","data":{}}"#)
 
     init(host: String, port: Int, secret: String, counts: IdleCounts, pingSeconds: Int) {
@@ -133,6 +167,12 @@ final class IdleSDKHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard state != .synced else {
             if pinger != nil { counts.pongs.add(1, ordering: .relaxed) }  // only pongs come while idle
+            let pushStart = counts.pushStart.load(ordering: .acquiring)
+            if pushStart > 0 && !pushSeen {
+                pushSeen = true
+                let now = monotonicNanos()
+                counts.arrivals.withLock { $0.append(now.subtractingSaturated(pushStart)) }
+            }
             return
         }
         var incoming = unwrapInboundIn(data)
