@@ -31,6 +31,8 @@ func runIdleSockets(_ args: [String]) async throws {
         var configuration = TLSConfiguration.makeClientConfiguration()
         if args.count == 7 { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(args[6])) }
         configuration.certificateVerification = .noHostnameVerification
+        // IDLE_TLS12=1: the sockets speak TLS 1.2 (which stays with NIOSSL on the agent).
+        if ProcessInfo.processInfo.environment["IDLE_TLS12"] == "1" { configuration.maximumTLSVersion = .tlsv12 }
         tls = try NIOSSLContext(configuration: configuration)
     }
     let concurrency = Int(ProcessInfo.processInfo.environment["FANOUT_CONNECT_CONCURRENCY"] ?? "") ?? 200
