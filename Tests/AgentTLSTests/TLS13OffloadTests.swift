@@ -64,6 +64,38 @@ import Testing
         }
     }
 
+    /// A client that stops reading while the agent writes to it: the connection stays on NIOSSL while ciphertext is
+    /// queued behind the full socket, gets every byte once it reads again, and only then leaves NIOSSL. Then the same
+    /// again with the record layer in charge: its records queue behind the full socket and arrive whole.
+    @Test func aSlowReaderGetsEveryQueuedByteBeforeAndAfterTheOffload() async throws {
+        let log = TLS13SecretLog()
+        // A long quiet time, so that the pause between the first echo and the large write (scheduling on a loaded
+        // machine) cannot move the connection before the test means it to.
+        let quiet = TimeAmount.milliseconds(1_500)
+        try await TLSIdlePagesTests.withEchoServer(quiet: quiet, offloadQuiet: quiet, offload: log) { server in
+            let client = try await TLSTestClient.connect(port: server.port, pki: server.pki, smallBuffers: true)
+            defer { client.close() }
+            #expect(try await client.roundTrip([1, 2, 3]) == [1, 2, 3])
+            let channel = try Self.serverChannel(server)
+            for (round, onNIOSSL) in [(0, true), (1, false)] {
+                try await client.channel.setOption(.autoRead, value: false).get()
+                let message = TLSIdlePagesTests.pattern(count: 4 << 20, seed: 11 + round)
+                client.send(message)
+                try await Task.sleep(for: .milliseconds(onNIOSSL ? 4_000 : 500))
+                #expect(try await server.queuedBytes() > 0, "round \(round): the test needs writes still queued")
+                let hasNIOSSL = try await channel.eventLoop.submit {
+                    (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil
+                }.get()
+                #expect(hasNIOSSL == onNIOSSL, onNIOSSL ? "not moved while ciphertext is queued" : "moved before round 1")
+                #expect(try await client.receive(count: message.count) == message, "round \(round): every byte as sent")
+                if onNIOSSL {
+                    #expect(try await Self.offloaded(server), "moved once the socket drained and went quiet")
+                }
+            }
+            #expect(client.errors.withLockedValue { $0 }.isEmpty)
+        }
+    }
+
     @Test func closeNotifyIsAnsweredAndSentAfterTheOffload() async throws {
         let log = TLS13SecretLog()
         try await TLSIdlePagesTests.withEchoServer(offload: log) { server in

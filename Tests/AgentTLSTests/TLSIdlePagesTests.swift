@@ -107,7 +107,8 @@ import Testing
 
     /// A TLS echo server set up as the agent's SDK port is: slot buffers, idle pages, write chunks.
     /// With `offload`, the server's context logs its secrets there and quiet TLS 1.3 connections leave NIOSSL.
-    static func withEchoServer(quiet: TimeAmount = Self.quiet, offload: TLS13SecretLog? = nil,
+    static func withEchoServer(quiet: TimeAmount = Self.quiet,
+                               offloadQuiet: TimeAmount = TLSIdlePages.defaultOffloadQuietTime, offload: TLS13SecretLog? = nil,
                                _ body: (EchoServer) async throws -> Void) async throws {
         var pki = try TestPKI()
         defer { pki.remove() }
@@ -126,7 +127,7 @@ import Testing
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.syncOptions?.setOption(.allocator, value: TLSBufferAllocator.allocator)
-                    let pages = TLSIdlePages(quietTime: quiet, offload: offload)
+                    let pages = TLSIdlePages(quietTime: quiet, offloadQuietTime: offloadQuiet, offload: offload)
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(pages.networkSide)
                     try operations.addHandler(NIOSSLServerHandler(context: context))
