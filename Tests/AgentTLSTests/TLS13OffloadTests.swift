@@ -69,9 +69,11 @@ import Testing
     /// again with the record layer in charge: its records queue behind the full socket and arrive whole.
     @Test func aSlowReaderGetsEveryQueuedByteBeforeAndAfterTheOffload() async throws {
         let log = TLS13SecretLog()
-        // A long quiet time, so that the pause between the first echo and the large write (scheduling on a loaded
-        // machine) cannot move the connection before the test means it to.
-        let quiet = TimeAmount.milliseconds(1_500)
+        // The messages are made before the connection (4 MB of pattern take seconds under TSan), the large write
+        // goes in pieces (the client encrypts each before sending it), and the quiet time is long: the pause before
+        // the server sees the write cannot move the connection before the test means it to.
+        let messages = (0..<2).map { TLSIdlePagesTests.pattern(count: 4 << 20, seed: 11 + $0) }
+        let quiet = TimeAmount.seconds(2)
         try await TLSIdlePagesTests.withEchoServer(quiet: quiet, offloadQuiet: quiet, offload: log) { server in
             let client = try await TLSTestClient.connect(port: server.port, pki: server.pki, smallBuffers: true)
             defer { client.close() }
@@ -79,9 +81,11 @@ import Testing
             let channel = try Self.serverChannel(server)
             for (round, onNIOSSL) in [(0, true), (1, false)] {
                 try await client.channel.setOption(.autoRead, value: false).get()
-                let message = TLSIdlePagesTests.pattern(count: 4 << 20, seed: 11 + round)
-                client.send(message)
-                try await Task.sleep(for: .milliseconds(onNIOSSL ? 4_000 : 500))
+                let message = messages[round]
+                for start in stride(from: 0, to: message.count, by: 64 << 10) {
+                    client.send(Array(message[start..<min(message.count, start + (64 << 10))]))
+                }
+                try await Task.sleep(for: .milliseconds(onNIOSSL ? 5_000 : 500))
                 #expect(try await server.queuedBytes() > 0, "round \(round): the test needs writes still queued")
                 let hasNIOSSL = try await channel.eventLoop.submit {
                     (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil
