@@ -99,10 +99,6 @@ struct TLS13TrafficKey {
 
     var secret: [UInt8] { material.span.withUnsafeBytes { Array($0.prefix(Int(secretBytes))) } }
 
-    /// The key and IV derived from the secret (RFC 8446 §7.3).
-    var keyBytes: [UInt8] { material.span.withUnsafeBytes { Array($0[Self.keyOffset..<(Self.keyOffset + cipher.keyBytes)]) } }
-    var ivBytes: [UInt8] { material.span.withUnsafeBytes { Array($0[Self.ivOffset..<(Self.ivOffset + 12)]) } }
-
     private var key: SymmetricKey {
         material.span.withUnsafeBytes { bytes in
             SymmetricKey(data: UnsafeRawBufferPointer(rebasing: bytes[Self.keyOffset..<(Self.keyOffset + cipher.keyBytes)]))

@@ -14,14 +14,18 @@ import Testing
 
     /// Waits until the server's newest connection has left NIOSSL (or 10 s).
     static func offloaded(_ server: Server) async throws -> Bool {
-        let channel = try #require(server.accepted.withLockedValue { $0.last?.channel })
+        let channel = try serverChannel(server)
         return try await TLSIdlePagesTests.eventually {
             let handlers = try? channel.eventLoop.submit {
-                (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) == nil
-                    && (try? channel.pipeline.syncOperations.handler(type: TLS13RecordLayer.self)) != nil
+                !hasNIOSSL(channel) && (try? channel.pipeline.syncOperations.handler(type: TLS13RecordLayer.self)) != nil
             }.wait()
             return handlers == true
         }
+    }
+
+    /// Whether NIOSSL is still in the channel's pipeline (on its event loop).
+    static func hasNIOSSL(_ channel: any Channel) -> Bool {
+        (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil
     }
 
     static func serverChannel(_ server: Server) throws -> any Channel {
@@ -55,9 +59,7 @@ import Testing
             #expect(try await client.roundTrip(message) == message)
             try await Task.sleep(for: .milliseconds(Int64(TLSIdlePagesTests.quiet.nanoseconds / 1_000_000) * 4))
             let channel = try Self.serverChannel(server)
-            let stillNIOSSL = try await channel.eventLoop.submit {
-                (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil
-            }.get()
+            let stillNIOSSL = try await channel.eventLoop.submit { Self.hasNIOSSL(channel) }.get()
             #expect(stillNIOSSL)
             #expect(try await client.roundTrip(message) == message)
             #expect(log.count == 0)
@@ -87,9 +89,7 @@ import Testing
                 }
                 try await Task.sleep(for: .milliseconds(onNIOSSL ? 5_000 : 500))
                 #expect(try await server.queuedBytes() > 0, "round \(round): the test needs writes still queued")
-                let hasNIOSSL = try await channel.eventLoop.submit {
-                    (try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil
-                }.get()
+                let hasNIOSSL = try await channel.eventLoop.submit { Self.hasNIOSSL(channel) }.get()
                 #expect(hasNIOSSL == onNIOSSL, onNIOSSL ? "not moved while ciphertext is queued" : "moved before round 1")
                 #expect(try await client.receive(count: message.count) == message, "round \(round): every byte as sent")
                 if onNIOSSL {

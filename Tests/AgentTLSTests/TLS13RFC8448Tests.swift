@@ -71,12 +71,16 @@ import Testing
     }
 
     @Test func trafficKeysAreDerivedAsTheRFCPrintsThem() {
-        let server = TLS13TrafficKey(cipher: .aes128GCM, secret: Self.serverApplicationSecret)
-        #expect(server.keyBytes == Self.bytes("9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56"))
-        #expect(server.ivBytes == Self.bytes("cf 78 2b 88 dd 83 54 9a ad f1 e9 84"))
-        let client = TLS13TrafficKey(cipher: .aes128GCM, secret: Self.clientApplicationSecret)
-        #expect(client.keyBytes == Self.bytes("17 42 2d da 59 6e d5 d9 ac d8 90 e3 c6 3f 50 51"))
-        #expect(client.ivBytes == Self.bytes("5b 78 92 3d ee 08 57 90 33 e5 23 d9"))
+        func derived(_ secret: [UInt8]) -> (key: [UInt8], iv: [UInt8]) {
+            (TLS13Cipher.aes128GCM.expandLabel(secret: secret, label: "key", length: 16),
+             TLS13Cipher.aes128GCM.expandLabel(secret: secret, label: "iv", length: 12))
+        }
+        let server = derived(Self.serverApplicationSecret)
+        #expect(server.key == Self.bytes("9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56"))
+        #expect(server.iv == Self.bytes("cf 78 2b 88 dd 83 54 9a ad f1 e9 84"))
+        let client = derived(Self.clientApplicationSecret)
+        #expect(client.key == Self.bytes("17 42 2d da 59 6e d5 d9 ac d8 90 e3 c6 3f 50 51"))
+        #expect(client.iv == Self.bytes("5b 78 92 3d ee 08 57 90 33 e5 23 d9"))
     }
 
     /// The tracker sees the connection's bytes as they passed NIOSSL, the client's application record split across
